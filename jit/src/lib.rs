@@ -1,0 +1,1 @@
+//! Kiln back end (being written).

@@ -1,0 +1,1 @@
+//! Program generators for tests and benches (to be written).

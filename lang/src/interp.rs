@@ -1,0 +1,1 @@
+//! The tree-walking reference interpreter (to be written).

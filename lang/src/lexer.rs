@@ -1,0 +1,1 @@
+//! Source text to tokens (to be written by the front-end work).
