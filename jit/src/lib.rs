@@ -1,1 +1,26 @@
-//! Kiln back end (being written).
+//! The Kiln back end and embedding API.
+//!
+//! It owns lowering checked programs to Cranelift IR ([`lower`]), compiling them to machine code
+//! with symbolic relocations ([`compile`]), linking them into executable memory ([`link`]), the
+//! runtime that JIT code calls ([`runtime`]) and the API embedders use ([`Engine`], [`Module`],
+//! [`TypedFunc`], host functions, globals, interrupts).
+//!
+//! It knows the language only through `kiln_lang::program`; it never parses source. Those three
+//! steps are kept apart, with plain data between them, so that a cache of compiled functions can
+//! sit between lowering and linking.
+
+pub mod compile;
+pub mod engine;
+pub mod entry;
+pub mod error;
+pub mod host;
+pub mod link;
+pub mod lower;
+pub mod runtime;
+pub mod value;
+
+pub use engine::{Config, Engine, InterruptHandle, LoadStats, Module, TypedFunc, read_script};
+pub use error::{CompileError, Error, RuntimeError};
+pub use host::{HostResult, IntoHostFunc};
+pub use kiln_lang::program::TrapKind;
+pub use value::{ScriptParams, ScriptResult, ScriptType, Value};

@@ -15,6 +15,7 @@ pub mod source;
 
 mod ast;
 mod check;
+mod consts;
 mod lexer;
 mod parser;
 

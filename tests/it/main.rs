@@ -1,1 +1,9 @@
-mod placeholder {}
+//! The integration tests: one binary (one link step) with a module per area.
+
+mod api;
+mod cli;
+mod differential;
+mod docs;
+mod hostile;
+mod programs;
+mod support;

@@ -1,0 +1,128 @@
+//! Compiling: one lowered function to machine code plus symbolic relocations.
+//!
+//! The output, a [`CompiledFunction`], holds no addresses: relocations name their targets
+//! ([`Symbol`]s, Cranelift libcalls, offsets in the function itself), so the same bytes can be
+//! linked into any module — the property the function cache relies on.
+
+use crate::lower::{LoweredFunction, Symbol};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{ExternalName, LibCall};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
+
+/// What a relocation points at.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RelocTarget {
+    Symbol(Symbol),
+    /// A helper Cranelift calls when the CPU lacks an instruction (e.g. `floor` without SSE4.1).
+    LibCall(LibCall),
+    /// An offset inside the function itself (constant pools).
+    SelfOffset(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// Offset of the patched bytes from the function's start.
+    pub offset: u32,
+    pub kind: Reloc,
+    pub target: RelocTarget,
+    pub addend: i64,
+}
+
+/// Machine code of one function, position-independent until linked.
+#[derive(Clone, Debug)]
+pub struct CompiledFunction {
+    pub code: Vec<u8>,
+    pub alignment: u64,
+    pub relocs: Vec<Relocation>,
+}
+
+/// How the engine asks Cranelift to compile.
+#[derive(Clone, Copy, Debug)]
+pub struct CodegenOptions {
+    /// Run Cranelift's IR verifier before compiling: about 30% of compile time, so on in debug
+    /// builds and off in release builds by default.
+    pub verify: bool,
+}
+
+impl Default for CodegenOptions {
+    fn default() -> Self {
+        CodegenOptions {
+            verify: cfg!(debug_assertions),
+        }
+    }
+}
+
+/// The instruction set of this machine, with the CPU features it has, at opt level `speed`.
+pub fn host_isa(options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags
+            .set(name, value)
+            .map_err(|e| format!("cranelift setting {name}={value}: {e}"))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    // cranelift-jit requires non-PIC code and long-range calls to runtime functions.
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if options.verify { "true" } else { "false" },
+    )?;
+    let builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("cannot configure Cranelift for this host: {e}"))
+}
+
+/// Compiles a lowered function. `ctx` is reused between calls to keep its allocations.
+pub fn compile(
+    isa: &dyn TargetIsa,
+    lowered: LoweredFunction,
+    ctx: &mut Context,
+) -> Result<CompiledFunction, String> {
+    let LoweredFunction { clif, symbols, .. } = lowered;
+    ctx.clear();
+    ctx.func = clif;
+    let code = match ctx.compile(isa, &mut ControlPlane::default()) {
+        Ok(code) => code,
+        Err(e) => {
+            return Err(cranelift_codegen::print_errors::pretty_error(
+                e.func, e.inner,
+            ));
+        }
+    };
+    let alignment = u64::from(code.buffer.alignment);
+    let bytes = code.code_buffer().to_vec();
+    let mach_relocs = code.buffer.relocs().to_vec();
+    let relocs = mach_relocs
+        .iter()
+        .map(|r| {
+            let target = match &r.target {
+                FinalizedRelocTarget::ExternalName(ExternalName::User(name)) => {
+                    let index = ctx.func.params.user_named_funcs()[*name].index;
+                    RelocTarget::Symbol(symbols[index as usize].clone())
+                }
+                FinalizedRelocTarget::ExternalName(ExternalName::LibCall(lc)) => {
+                    RelocTarget::LibCall(*lc)
+                }
+                FinalizedRelocTarget::Func(offset) => RelocTarget::SelfOffset(*offset),
+                other => return Err(format!("unexpected relocation target {other:?}")),
+            };
+            Ok(Relocation {
+                offset: r.offset,
+                kind: r.kind,
+                target,
+                addend: r.addend,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(CompiledFunction {
+        code: bytes,
+        alignment,
+        relocs,
+    })
+}

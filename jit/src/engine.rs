@@ -1,0 +1,725 @@
+//! The embedding API: engines, modules, typed calls, globals and interrupts.
+//!
+//! Loading a module runs the front end, then for each function the three steps the cache
+//! will sit between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
+//! ([`crate::link`]) — and allocates the module's globals and runtime context.
+
+use crate::compile::{CodegenOptions, compile, host_isa};
+use crate::entry::{EntryFn, EntryStubs};
+use crate::error::{CompileError, Error, RuntimeError};
+use crate::host::{HostFunc, IntoHostFunc};
+use crate::link::{LinkInput, link};
+use crate::lower::{NO_SITE, Symbol, array_bytes, clif_signature, lower_function};
+use crate::runtime::{Output, RuntimeState, VmCtx};
+use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
+use cranelift_codegen::Context;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::JITModule;
+use kiln_lang::program::{
+    Const, FuncId, HostSignature, Signature, TrapKind, Type, VarType,
+};
+use kiln_lang::{CheckOptions, SourceFile, Span};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How an engine compiles and runs scripts.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The deepest script call allowed; the first call from the host is depth 1.
+    pub max_call_depth: u32,
+    /// Collect `print` output for [`Module::take_output`] instead of writing to stdout.
+    pub capture_output: bool,
+    /// Bytes available to the local arrays of all active calls together.
+    pub array_stack_size: usize,
+    /// The most native stack a call may use (it is also bounded by the calling thread's stack).
+    pub max_native_stack: usize,
+    pub codegen: CodegenOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_call_depth: 10_000,
+            capture_output: false,
+            // Room for one array of the largest size, 2^24 floats, and then some.
+            array_stack_size: 256 << 20,
+            max_native_stack: 1 << 30,
+            codegen: CodegenOptions::default(),
+        }
+    }
+}
+
+struct EngineShared {
+    config: Config,
+    isa: OwnedTargetIsa,
+    stubs: EntryStubs,
+}
+
+/// Compiles modules; holds the configuration and the registered host functions.
+pub struct Engine {
+    shared: Arc<EngineShared>,
+    hosts: Vec<Arc<HostFunc>>,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Engine, Error> {
+        if config.max_call_depth == 0 {
+            return Err(Error::Config("max_call_depth must be at least 1".into()));
+        }
+        let isa = host_isa(config.codegen).map_err(Error::Config)?;
+        Ok(Engine {
+            shared: Arc::new(EngineShared {
+                config,
+                stubs: EntryStubs::new(isa.clone()),
+                isa,
+            }),
+            hosts: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Makes a Rust function or closure callable from scripts loaded afterwards.
+    ///
+    /// Its arguments are `i64`, `f64` or `bool`; it returns nothing, one of those, or a
+    /// `Result` whose error becomes a `host error` of the script call. A panic also becomes a
+    /// `host error`. Host functions must not call back into the engine.
+    pub fn register<P>(&mut self, name: &str, f: impl IntoHostFunc<P>) -> Result<(), Error> {
+        let bad = |message: &str| Error::Host {
+            name: name.to_string(),
+            message: message.to_string(),
+        };
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(bad("not a valid identifier"));
+        }
+        if self.hosts.iter().any(|h| h.name == name) {
+            return Err(bad("a host function of that name is already registered"));
+        }
+        self.hosts.push(Arc::new(f.into_host_func(name.to_string())));
+        Ok(())
+    }
+
+    fn host_signatures(&self) -> Vec<HostSignature> {
+        self.hosts
+            .iter()
+            .map(|h| HostSignature {
+                name: h.name.clone(),
+                sig: h.sig.clone(),
+            })
+            .collect()
+    }
+
+    /// Loads a module from source text; `name` is the file name diagnostics show.
+    pub fn load_str(&self, name: &str, source: &str) -> Result<Module, Error> {
+        self.load_bytes(name, source.as_bytes(), &CheckOptions::default())
+    }
+
+    /// Loads a module from a script file.
+    pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = read_script(path)?;
+        self.load_bytes(&path.display().to_string(), &bytes, &CheckOptions::default())
+    }
+
+    /// Runs only the front end: the compile errors `load_bytes` would report.
+    pub fn check_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+    ) -> Result<(), Error> {
+        self.front_end(name, bytes, options).map(|_| ())
+    }
+
+    fn front_end(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+    ) -> Result<kiln_lang::Program, Error> {
+        let (file, diagnostics) = kiln_lang::source_from_bytes(name, bytes);
+        if !diagnostics.is_empty() {
+            return Err(CompileError::new(file, diagnostics).into());
+        }
+        kiln_lang::check(&file, &self.host_signatures(), options)
+            .map_err(|diagnostics| CompileError::new(file, diagnostics).into())
+    }
+
+    /// Loads a module from a file's bytes, with extra front-end requirements.
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+    ) -> Result<Module, Error> {
+        let start = Instant::now();
+        let program = self.front_end(name, bytes, options)?;
+        let parsed = Instant::now();
+        let isa = &self.shared.isa;
+        let hosts = self.host_signatures();
+
+        let mut fctx = FunctionBuilderContext::new();
+        let mut ctx = Context::new();
+        let mut lower_time = Duration::ZERO;
+        let mut compiled = Vec::with_capacity(program.functions.len());
+        let mut functions = Vec::with_capacity(program.functions.len());
+        for (i, f) in program.functions.iter().enumerate() {
+            let t = Instant::now();
+            let lowered = lower_function(&**isa, &program, &hosts, FuncId(i as u32), &mut fctx);
+            lower_time += t.elapsed();
+            let sites = lowered.sites.clone();
+            compiled.push(compile(&**isa, lowered, &mut ctx).map_err(Error::Internal)?);
+            let entry = self.shared.stubs.get(&f.sig).map_err(Error::Internal)?;
+            functions.push(FunctionInfo {
+                name: f.name.clone(),
+                sig: f.sig.clone(),
+                span: f.span,
+                sites,
+                address: 0,
+                entry,
+            });
+        }
+        let compiled_at = Instant::now();
+
+        let mut globals = Vec::with_capacity(program.globals.len());
+        for g in &program.globals {
+            let words = match g.ty {
+                VarType::Scalar(_) => 1,
+                VarType::Array(a) => (array_bytes(a) / 8) as usize,
+            };
+            let mut storage = vec![0u64; words].into_boxed_slice();
+            if let (Some(init), VarType::Scalar(ty)) = (g.init, g.ty) {
+                // SAFETY: a scalar global has one 8-byte word, enough for any scalar.
+                unsafe { write_scalar(storage.as_mut_ptr().cast(), ty, Value::from(init).to_bits()) };
+            }
+            globals.push(GlobalSlot {
+                name: g.name.clone(),
+                ty: g.ty,
+                storage,
+            });
+        }
+        let used_hosts: Vec<Arc<HostFunc>> = self.hosts.clone();
+
+        let inputs: Vec<LinkInput> = program
+            .functions
+            .iter()
+            .zip(&compiled)
+            .map(|(f, code)| LinkInput {
+                name: &f.name,
+                signature: clif_signature(&**isa, &f.sig),
+                code,
+            })
+            .collect();
+        let global_addrs: HashMap<&str, *const u8> = globals
+            .iter()
+            .map(|g| (g.name.as_str(), g.storage.as_ptr().cast::<u8>()))
+            .collect();
+        let host_addrs: HashMap<&str, *const u8> = used_hosts
+            .iter()
+            .map(|h| (h.name.as_str(), Arc::as_ptr(h).cast::<u8>()))
+            .collect();
+        let linked = link(isa.clone(), &inputs, &|s| match s {
+            Symbol::Global(name) => global_addrs.get(name.as_str()).copied(),
+            Symbol::Host(name) => host_addrs.get(name.as_str()).copied(),
+            _ => None,
+        })
+        .map_err(Error::Internal)?;
+        for (f, &address) in functions.iter_mut().zip(&linked.addresses) {
+            f.address = address as usize;
+        }
+        let linked_at = Instant::now();
+
+        let interrupt = Arc::new(AtomicU8::new(0));
+        let output = if self.shared.config.capture_output {
+            Output::Capture(Vec::new())
+        } else {
+            Output::Stdout(std::io::BufWriter::new(std::io::stdout()))
+        };
+        let mut runtime = Box::new(RuntimeState {
+            output,
+            pending: None,
+        });
+        let vmctx = Box::new(VmCtx::new(Arc::as_ptr(&interrupt), &mut *runtime));
+        let by_address = functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.address, i))
+            .collect();
+        let by_name = functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        let stats = LoadStats {
+            functions: functions.len(),
+            front_end: parsed - start,
+            lower: lower_time,
+            codegen: compiled_at - parsed - lower_time,
+            link: linked_at - compiled_at,
+        };
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                shared: self.shared.clone(),
+                file: program.file.clone(),
+                functions,
+                by_name,
+                by_address,
+                interrupt,
+                _hosts: used_hosts,
+                stats,
+                code: Mutex::new(Some(linked.module)),
+                state: Mutex::new(Instance {
+                    vmctx,
+                    runtime,
+                    globals,
+                    array_stack: Vec::new(),
+                }),
+            }),
+        })
+    }
+}
+
+/// Reads a script file, with an error that names it.
+pub fn read_script(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Where the time of loading a module went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadStats {
+    pub functions: usize,
+    /// Parsing and checking.
+    pub front_end: Duration,
+    /// Building Cranelift IR.
+    pub lower: Duration,
+    /// Cranelift compiling to machine code.
+    pub codegen: Duration,
+    /// Linking into executable memory.
+    pub link: Duration,
+}
+
+struct FunctionInfo {
+    name: String,
+    sig: Signature,
+    span: Span,
+    sites: Vec<Span>,
+    address: usize,
+    entry: EntryFn,
+}
+
+struct GlobalSlot {
+    name: String,
+    ty: VarType,
+    /// 8-byte words; JIT code holds its address, so it is never reallocated.
+    storage: Box<[u64]>,
+}
+
+/// A module's mutable state, used by one call at a time.
+struct Instance {
+    vmctx: Box<VmCtx>,
+    runtime: Box<RuntimeState>,
+    globals: Vec<GlobalSlot>,
+    /// Allocated on the first call, so modules that are never called cost no memory.
+    array_stack: Vec<u64>,
+}
+
+// SAFETY: the raw pointers in `vmctx` point into this instance's own boxes and into the module's
+// interrupt flag; they are only used by a call, which holds the instance's mutex.
+unsafe impl Send for Instance {}
+
+struct ModuleInner {
+    shared: Arc<EngineShared>,
+    file: Arc<SourceFile>,
+    functions: Vec<FunctionInfo>,
+    by_name: HashMap<String, usize>,
+    by_address: HashMap<usize, usize>,
+    interrupt: Arc<AtomicU8>,
+    /// Keeps the host functions alive: JIT code holds their addresses.
+    _hosts: Vec<Arc<HostFunc>>,
+    stats: LoadStats,
+    code: Mutex<Option<JITModule>>,
+    state: Mutex<Instance>,
+}
+
+impl Drop for ModuleInner {
+    fn drop(&mut self) {
+        if let Some(code) = self.code.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            // SAFETY: every call holds a reference to this module, so none is running now and
+            // no function pointer into the code survives it.
+            unsafe { code.free_memory() };
+        }
+    }
+}
+
+/// A loaded script: its functions ready to call, its globals, its output.
+///
+/// Cloning is cheap and shares the module. Calls are serialized: a call from a second thread
+/// waits for the running one.
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+/// Stops running calls of a module from any thread.
+#[derive(Clone)]
+pub struct InterruptHandle {
+    flag: Arc<AtomicU8>,
+}
+
+impl InterruptHandle {
+    /// Asks the running call to stop with `interrupted` at its next loop iteration or function
+    /// entry. If no call is running, the next call stops at its start.
+    pub fn interrupt(&self) {
+        self.flag.store(1, Ordering::Relaxed);
+    }
+}
+
+/// A handle to a script function with a signature checked once, when it was made.
+pub struct TypedFunc<P, R> {
+    module: Module,
+    index: usize,
+    _sig: PhantomData<fn(P) -> R>,
+}
+
+impl<P: ScriptParams, R: ScriptResult> TypedFunc<P, R> {
+    pub fn call(&self, params: P) -> Result<R, Error> {
+        let bits = self.module.invoke(self.index, &params.to_bits())?;
+        Ok(R::from_bits(bits))
+    }
+}
+
+impl Module {
+    /// The source file the module was loaded from.
+    pub fn file(&self) -> &SourceFile {
+        &self.inner.file
+    }
+
+    pub fn stats(&self) -> LoadStats {
+        self.inner.stats
+    }
+
+    /// The names of the module's functions, in source order.
+    pub fn function_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.functions.iter().map(|f| f.name.as_str())
+    }
+
+    /// The signature of a function.
+    pub fn signature(&self, name: &str) -> Option<&Signature> {
+        self.inner.by_name.get(name).map(|&i| &self.inner.functions[i].sig)
+    }
+
+    fn function_index(&self, name: &str) -> Result<usize, Error> {
+        self.inner
+            .by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::NotFound {
+                what: "function",
+                name: name.to_string(),
+            })
+    }
+
+    /// A typed handle to function `name`, e.g. `module.typed::<(i64, f64), f64>("step")`.
+    pub fn typed<P: ScriptParams, R: ScriptResult>(
+        &self,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, Error> {
+        let index = self.function_index(name)?;
+        let requested = Signature {
+            params: P::types(),
+            ret: R::TYPE,
+        };
+        let sig = &self.inner.functions[index].sig;
+        if *sig != requested {
+            return Err(Error::Signature {
+                name: name.to_string(),
+                script: sig.to_string(),
+                requested: requested.to_string(),
+            });
+        }
+        Ok(TypedFunc {
+            module: self.clone(),
+            index,
+            _sig: PhantomData,
+        })
+    }
+
+    /// Calls function `name` with dynamically typed arguments.
+    pub fn call(&self, name: &str, args: &[Value]) -> Result<Option<Value>, Error> {
+        let index = self.function_index(name)?;
+        let sig = &self.inner.functions[index].sig;
+        if !args.iter().map(|a| a.ty()).eq(sig.params.iter().copied()) {
+            let requested = Signature {
+                params: args.iter().map(|a| a.ty()).collect(),
+                ret: sig.ret,
+            };
+            return Err(Error::Signature {
+                name: name.to_string(),
+                script: sig.to_string(),
+                requested: requested.to_string(),
+            });
+        }
+        let bits: Vec<u64> = args.iter().map(|a| a.to_bits()).collect();
+        let ret = sig.ret;
+        let result = self.invoke(index, &bits)?;
+        Ok(ret.map(|t| Value::from_bits(t, result)))
+    }
+
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle {
+            flag: self.inner.interrupt.clone(),
+        }
+    }
+
+    /// Output `print` produced since the last call of this, when the engine captures output.
+    pub fn take_output(&self) -> String {
+        let mut state = self.lock();
+        match &mut state.runtime.output {
+            Output::Capture(buf) => String::from_utf8_lossy(&std::mem::take(buf)).into_owned(),
+            Output::Stdout(_) => String::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Instance> {
+        // A panic while the lock was held cannot leave the instance inconsistent: calls do not
+        // panic, and every call resets the context before it starts.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn invoke(&self, index: usize, args: &[u64]) -> Result<u64, Error> {
+        let inner = &*self.inner;
+        let f = &inner.functions[index];
+        let config = &inner.shared.config;
+        let mut state = self.lock();
+        let state = &mut *state;
+        if state.array_stack.is_empty() {
+            state.array_stack = vec![0u64; config.array_stack_size.div_ceil(8).max(1)];
+        }
+        let ctx = &mut *state.vmctx;
+        ctx.trapped = 0;
+        ctx.max_depth = i64::from(config.max_call_depth);
+        ctx.stack_limit = native_stack_limit(config.max_native_stack);
+        let base = state.array_stack.as_mut_ptr() as usize;
+        ctx.array_stack_top = base;
+        ctx.array_stack_end = base + state.array_stack.len() * 8;
+        state.runtime.pending = None;
+
+        let mut ret = 0u64;
+        // SAFETY: `f.entry` is the stub for `f.sig`, `f.address` a function of this module with
+        // that signature, `args` were checked against it by the caller (typed handle or
+        // `call`), and the context, its runtime state, globals and array stack are live and
+        // exclusively ours for the duration of the call (we hold the lock).
+        unsafe {
+            (f.entry)(ctx, f.address as *const u8, args.as_ptr(), &mut ret);
+        }
+        state.runtime.output.flush();
+        if state.vmctx.trapped == 0 {
+            return Ok(ret);
+        }
+        let pending = state.runtime.pending.take().unwrap_or(crate::runtime::PendingTrap {
+            kind: TrapKind::HostError,
+            location: None,
+            message: Some("unknown runtime error".into()),
+        });
+        let (function, span) = match pending.location {
+            Some((addr, site)) if site != NO_SITE => match inner.by_address.get(&addr) {
+                Some(&i) => {
+                    let g = &inner.functions[i];
+                    (g.name.clone(), g.sites.get(site as usize).copied().unwrap_or(g.span))
+                }
+                None => (f.name.clone(), f.span),
+            },
+            Some((addr, _)) => match inner.by_address.get(&addr) {
+                Some(&i) => (inner.functions[i].name.clone(), inner.functions[i].span),
+                None => (f.name.clone(), f.span),
+            },
+            None => (f.name.clone(), f.span),
+        };
+        Err(Error::Runtime(RuntimeError {
+            kind: pending.kind,
+            function,
+            location: inner.file.location(span.start),
+            message: pending.message,
+        }))
+    }
+
+    fn global_slot<T>(
+        &self,
+        state: &mut Instance,
+        name: &str,
+        want: VarType,
+    ) -> Result<usize, Error> {
+        let _ = PhantomData::<T>;
+        let i = state
+            .globals
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| Error::NotFound {
+                what: "global",
+                name: name.to_string(),
+            })?;
+        let g = &state.globals[i];
+        let matches = match (g.ty, want) {
+            (VarType::Scalar(a), VarType::Scalar(b)) => a == b,
+            (VarType::Array(a), VarType::Array(b)) => a.elem == b.elem,
+            _ => false,
+        };
+        if !matches {
+            let requested = match want {
+                VarType::Scalar(t) => t.to_string(),
+                VarType::Array(a) => format!("[{}; _]", a.elem),
+            };
+            return Err(Error::GlobalType {
+                name: name.to_string(),
+                script: g.ty.to_string(),
+                requested,
+            });
+        }
+        Ok(i)
+    }
+
+    /// The current value of a scalar global.
+    pub fn global<T: ScriptType>(&self, name: &str) -> Result<T, Error> {
+        let mut state = self.lock();
+        let i = self.global_slot::<T>(&mut state, name, VarType::Scalar(T::TYPE))?;
+        let ptr = state.globals[i].storage.as_ptr().cast::<u8>();
+        // SAFETY: the slot holds a scalar of type `T::TYPE`.
+        Ok(T::from_bits(unsafe { read_scalar(ptr, T::TYPE) }))
+    }
+
+    /// Sets a scalar global.
+    pub fn set_global<T: ScriptType>(&self, name: &str, value: T) -> Result<(), Error> {
+        let mut state = self.lock();
+        let i = self.global_slot::<T>(&mut state, name, VarType::Scalar(T::TYPE))?;
+        let ptr = state.globals[i].storage.as_mut_ptr().cast::<u8>();
+        // SAFETY: the slot holds a scalar of type `T::TYPE`.
+        unsafe { write_scalar(ptr, T::TYPE, value.to_bits()) };
+        Ok(())
+    }
+
+    /// The elements of a global array.
+    pub fn global_array<T: ScriptType>(&self, name: &str) -> Result<Vec<T>, Error> {
+        let mut state = self.lock();
+        let want = VarType::Array(kiln_lang::program::ArrayType { elem: T::TYPE, len: 1 });
+        let i = self.global_slot::<T>(&mut state, name, want)?;
+        let g = &state.globals[i];
+        let VarType::Array(a) = g.ty else { unreachable!() };
+        let size = crate::lower::elem_size(a.elem) as usize;
+        let base = g.storage.as_ptr().cast::<u8>();
+        Ok((0..a.len as usize)
+            // SAFETY: element `k` of an array of `a.len` elements of `size` bytes.
+            .map(|k| T::from_bits(unsafe { read_scalar(base.add(k * size), a.elem) }))
+            .collect())
+    }
+
+    /// Sets the elements of a global array; `values` must have the array's length.
+    pub fn set_global_array<T: ScriptType>(&self, name: &str, values: &[T]) -> Result<(), Error> {
+        let mut state = self.lock();
+        let want = VarType::Array(kiln_lang::program::ArrayType { elem: T::TYPE, len: 1 });
+        let i = self.global_slot::<T>(&mut state, name, want)?;
+        let g = &mut state.globals[i];
+        let VarType::Array(a) = g.ty else { unreachable!() };
+        if values.len() != a.len as usize {
+            return Err(Error::GlobalType {
+                name: name.to_string(),
+                script: g.ty.to_string(),
+                requested: format!("[{}; {}]", T::TYPE, values.len()),
+            });
+        }
+        let size = crate::lower::elem_size(a.elem) as usize;
+        let base = g.storage.as_mut_ptr().cast::<u8>();
+        for (k, v) in values.iter().enumerate() {
+            // SAFETY: element `k` of an array of `a.len` elements of `size` bytes.
+            unsafe { write_scalar(base.add(k * size), a.elem, v.to_bits()) };
+        }
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `ptr` must point at a readable scalar of type `ty` in Kiln's layout.
+unsafe fn read_scalar(ptr: *const u8, ty: Type) -> u64 {
+    // SAFETY: per the contract; global storage is 8-byte aligned and elements are naturally
+    // aligned within it.
+    unsafe {
+        match ty {
+            Type::Int | Type::Float => ptr.cast::<u64>().read(),
+            Type::Bool => u64::from(ptr.read()),
+        }
+    }
+}
+
+/// # Safety
+/// `ptr` must point at a writable scalar of type `ty` in Kiln's layout.
+unsafe fn write_scalar(ptr: *mut u8, ty: Type, bits: u64) {
+    // SAFETY: as for `read_scalar`.
+    unsafe {
+        match ty {
+            Type::Int | Type::Float => ptr.cast::<u64>().write(bits),
+            Type::Bool => ptr.write(bits as u8),
+        }
+    }
+}
+
+/// Stack that must stay free below the limit for the frame that passed the check, runtime
+/// functions and host functions it calls.
+const RED_ZONE: usize = 256 * 1024;
+
+/// The lowest stack address script code may start a call at, on this thread.
+fn native_stack_limit(max_native_stack: usize) -> usize {
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    let by_budget = sp.saturating_sub(max_native_stack);
+    let by_thread = thread_stack_low().map_or(sp.saturating_sub(1 << 20), |low| low + RED_ZONE);
+    by_budget.max(by_thread)
+}
+
+/// The lowest address of the current thread's stack, where the platform tells it.
+fn thread_stack_low() -> Option<usize> {
+    thread_local! {
+        static LOW: Option<usize> = query_stack_low();
+    }
+    LOW.with(|l| *l)
+}
+
+#[cfg(target_os = "linux")]
+fn query_stack_low() -> Option<usize> {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; it is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then_some(addr as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn query_stack_low() -> Option<usize> {
+    None
+}
+
+/// Converts a checker constant to the value the API shows.
+impl From<&Const> for Value {
+    fn from(c: &Const) -> Value {
+        Value::from(*c)
+    }
+}

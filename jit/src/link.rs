@@ -1,0 +1,178 @@
+//! Linking: compiled functions into a fresh JIT module, relocations resolved by name.
+//!
+//! Every import (globals, host functions, runtime functions, libcalls) is resolved before
+//! cranelift-jit sees it, so a missing symbol is an error value, never a panic inside the JIT.
+//! All code and data of one link go into one contiguous arena, which keeps PC-relative calls
+//! between script functions in range.
+
+use crate::compile::{CompiledFunction, RelocTarget};
+use crate::lower::{Symbol, function_symbol_name};
+use crate::runtime::libcall_address;
+use cranelift_codegen::ir;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_jit::{ArenaMemoryProvider, JITBuilder, JITModule};
+use cranelift_module::{
+    DataDescription, DataId, FuncId, Linkage, Module, ModuleReloc, ModuleRelocTarget,
+    default_libcall_names,
+};
+use std::collections::HashMap;
+
+/// One function to link: its module-level name, native signature and code.
+pub struct LinkInput<'a> {
+    pub name: &'a str,
+    pub signature: ir::Signature,
+    pub code: &'a CompiledFunction,
+}
+
+/// Linked code: the JIT module owning the memory, and each input function's address.
+pub struct Linked {
+    pub module: JITModule,
+    pub addresses: Vec<*const u8>,
+}
+
+/// The name an imported symbol has for the JIT's symbol table.
+fn import_name(symbol: &Symbol) -> String {
+    match symbol {
+        Symbol::Global(name) => format!("kiln.global.{name}"),
+        Symbol::Host(name) => format!("kiln.host.{name}"),
+        Symbol::Runtime(f) => f.symbol().to_string(),
+        Symbol::Function(name) => function_symbol_name(name),
+        Symbol::Str(_) => unreachable!("string literals are defined, not imported"),
+    }
+}
+
+/// Links `inputs` into a new JIT module. `resolve` gives the address of each global and host
+/// function symbol; runtime functions and libcalls are Kiln's own.
+pub fn link(
+    isa: OwnedTargetIsa,
+    inputs: &[LinkInput<'_>],
+    resolve: &dyn Fn(&Symbol) -> Option<*const u8>,
+) -> Result<Linked, String> {
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+
+    // Resolve every import up front.
+    let mut imports: HashMap<Symbol, String> = HashMap::new();
+    let mut strings: Vec<&str> = Vec::new();
+    let mut libcalls: Vec<ir::LibCall> = Vec::new();
+    let own: HashMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name, i)).collect();
+    for input in inputs {
+        for reloc in &input.code.relocs {
+            match &reloc.target {
+                RelocTarget::Symbol(Symbol::Str(s)) => {
+                    if !strings.contains(&s.as_str()) {
+                        strings.push(s);
+                    }
+                }
+                RelocTarget::Symbol(Symbol::Function(name)) => {
+                    if !own.contains_key(name.as_str()) {
+                        return Err(format!("unresolved script function `{name}`"));
+                    }
+                }
+                RelocTarget::Symbol(symbol) => {
+                    if imports.contains_key(symbol) {
+                        continue;
+                    }
+                    let address = match symbol {
+                        Symbol::Runtime(f) => Some(f.address()),
+                        other => resolve(other),
+                    }
+                    .ok_or_else(|| format!("unresolved symbol {symbol:?}"))?;
+                    let name = import_name(symbol);
+                    builder.symbol(name.clone(), address);
+                    imports.insert(symbol.clone(), name);
+                }
+                RelocTarget::LibCall(lc) => {
+                    let address = libcall_address(*lc)
+                        .ok_or_else(|| format!("unsupported Cranelift libcall {lc:?}"))?;
+                    builder.symbol(default_libcall_names()(*lc), address);
+                    libcalls.push(*lc);
+                }
+                RelocTarget::SelfOffset(_) => {}
+            }
+        }
+    }
+
+    // One arena for everything, sized from what is linked; each memory kind is page-aligned.
+    let page = 64 * 1024;
+    let code_bytes: u64 = inputs
+        .iter()
+        .map(|f| f.code.code.len() as u64 + f.code.alignment.max(16))
+        .sum();
+    let data_bytes: u64 = strings.iter().map(|s| s.len() as u64 + 16).sum();
+    let arena_size = (code_bytes + data_bytes + 4 * page) as usize;
+    let arena = ArenaMemoryProvider::new_with_size(arena_size)
+        .map_err(|e| format!("cannot reserve {arena_size} bytes for code: {e}"))?;
+    builder.memory_provider(Box::new(arena));
+    let mut module = JITModule::new(builder);
+    let err = |e: cranelift_module::ModuleError| e.to_string();
+
+    let mut func_ids: Vec<FuncId> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let id = module
+            .declare_function(
+                &function_symbol_name(input.name),
+                Linkage::Local,
+                &input.signature,
+            )
+            .map_err(err)?;
+        func_ids.push(id);
+    }
+    let mut string_ids: HashMap<&str, DataId> = HashMap::new();
+    for (i, s) in strings.iter().enumerate() {
+        let id = module
+            .declare_data(&format!("kiln.str.{i}"), Linkage::Local, false, false)
+            .map_err(err)?;
+        let mut data = DataDescription::new();
+        // An empty literal still needs an address.
+        data.define(s.as_bytes().iter().copied().chain([0]).collect());
+        module.define_data(id, &data).map_err(err)?;
+        string_ids.insert(s, id);
+    }
+    let mut import_ids: HashMap<&Symbol, DataId> = HashMap::new();
+    for (symbol, name) in &imports {
+        // Imports are only ever used for their address, so all are declared as data.
+        let id = module
+            .declare_data(name, Linkage::Import, true, false)
+            .map_err(err)?;
+        import_ids.insert(symbol, id);
+    }
+
+    for (input, &id) in inputs.iter().zip(&func_ids) {
+        let relocs: Vec<ModuleReloc> = input
+            .code
+            .relocs
+            .iter()
+            .map(|r| {
+                let name = match &r.target {
+                    RelocTarget::Symbol(Symbol::Function(name)) => {
+                        let f = func_ids[own[name.as_str()]];
+                        ModuleRelocTarget::user(0, f.as_u32())
+                    }
+                    RelocTarget::Symbol(Symbol::Str(s)) => {
+                        ModuleRelocTarget::user(1, string_ids[s.as_str()].as_u32())
+                    }
+                    RelocTarget::Symbol(symbol) => {
+                        ModuleRelocTarget::user(1, import_ids[symbol].as_u32())
+                    }
+                    RelocTarget::LibCall(lc) => ModuleRelocTarget::LibCall(*lc),
+                    RelocTarget::SelfOffset(off) => ModuleRelocTarget::FunctionOffset(id, *off),
+                };
+                ModuleReloc {
+                    offset: r.offset,
+                    kind: r.kind,
+                    name,
+                    addend: r.addend,
+                }
+            })
+            .collect();
+        module
+            .define_function_bytes(id, input.code.alignment, &input.code.code, &relocs)
+            .map_err(err)?;
+    }
+    module.finalize_definitions().map_err(err)?;
+    let addresses = func_ids
+        .iter()
+        .map(|&id| module.get_finalized_function(id))
+        .collect();
+    Ok(Linked { module, addresses })
+}

@@ -1,0 +1,971 @@
+//! Lowering: one checked Kiln function to one Cranelift IR function.
+//!
+//! The output is self-contained: a [`LoweredFunction`] names everything outside itself through
+//! its own symbol table (script functions, globals and host functions by name, runtime functions,
+//! string literals), so it can be compiled, cached and linked into any module that provides those
+//! names. Nothing here depends on where functions or globals will live.
+//!
+//! ABI of a script function: `(vmctx, depth, params...) -> ret?`, where `vmctx` points at the
+//! [`VmCtx`](crate::runtime::VmCtx) and `depth` is the call depth of this frame. A runtime error
+//! calls `kiln_rt_trap`, which marks the context as trapped, and returns a zero; every caller
+//! checks the mark after each call and returns at once, so an error unwinds through plain
+//! returns and never through Rust frames.
+
+use crate::runtime::{
+    OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_MAX_DEPTH,
+    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
+};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    self, AbiParam, ExtFuncData, ExternalName, FuncRef, GlobalValue, GlobalValueData, InstBuilder,
+    MemFlagsData, StackSlotData, StackSlotKind, UserExternalName, UserFuncName, types,
+};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use kiln_lang::program::{
+    ArrayRef, ArrayType, BinOp, Block, Builtin, Call, Callee, Const, Expr, ExprKind, FuncId,
+    Function, HostSignature, Place, PrintArg, Program, Signature, Stmt, TrapKind, Type, UnOp, VarType,
+};
+use kiln_lang::source::Span;
+use std::collections::HashMap;
+
+/// Something a lowered function refers to outside itself, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Symbol {
+    /// A script function of the same module.
+    Function(String),
+    /// The storage of a global (scalar or array).
+    Global(String),
+    /// A registered host function.
+    Host(String),
+    Runtime(RuntimeFn),
+    /// The bytes of a string literal.
+    Str(String),
+}
+
+/// The CLIF of one function, with what it refers to and where its runtime errors point.
+pub struct LoweredFunction {
+    pub clif: ir::Function,
+    /// External name `UserExternalName { namespace: 0, index: i }` in `clif` is `symbols[i]`.
+    pub symbols: Vec<Symbol>,
+    /// Lowered code passes an index into this table when it raises a runtime error.
+    pub sites: Vec<Span>,
+}
+
+/// The site index meaning "the location is not known here"; the calling script function
+/// fills it in.
+pub const NO_SITE: u32 = u32::MAX;
+
+/// The Cranelift type of a scalar.
+pub fn clif_type(ty: Type) -> ir::Type {
+    match ty {
+        Type::Int => types::I64,
+        Type::Float => types::F64,
+        Type::Bool => types::I8,
+    }
+}
+
+/// The bytes one element of an array of `ty` takes.
+pub fn elem_size(ty: Type) -> u32 {
+    match ty {
+        Type::Int | Type::Float => 8,
+        Type::Bool => 1,
+    }
+}
+
+/// The bytes an array takes, rounded up to 8 so arrays stay aligned.
+pub fn array_bytes(a: ArrayType) -> u64 {
+    (u64::from(a.len) * u64::from(elem_size(a.elem))).next_multiple_of(8)
+}
+
+/// The native signature of a script function with Kiln signature `sig`.
+pub fn clif_signature(isa: &dyn TargetIsa, sig: &Signature) -> ir::Signature {
+    let ptr = isa.pointer_type();
+    let mut s = ir::Signature::new(isa.default_call_conv());
+    s.params.push(AbiParam::new(ptr));
+    s.params.push(AbiParam::new(types::I64));
+    s.params
+        .extend(sig.params.iter().map(|&t| AbiParam::new(clif_type(t))));
+    s.returns
+        .extend(sig.ret.iter().map(|&t| AbiParam::new(clif_type(t))));
+    s
+}
+
+/// The name a script function has in a JIT module.
+pub fn function_symbol_name(name: &str) -> String {
+    format!("kiln.fn.{name}")
+}
+
+/// Lowers function `id` of `program`. `hosts` are the host functions the program was checked
+/// against, indexed by `HostId`.
+pub fn lower_function(
+    isa: &dyn TargetIsa,
+    program: &Program,
+    hosts: &[HostSignature],
+    id: FuncId,
+    fctx: &mut FunctionBuilderContext,
+) -> LoweredFunction {
+    let func = program.function(id);
+    let mut clif = ir::Function::with_name_signature(
+        UserFuncName::user(0, id.0),
+        clif_signature(isa, &func.sig),
+    );
+    let builder = FunctionBuilder::new(&mut clif, fctx);
+    let mut lowerer = Lowerer::new(isa, program, hosts, func, builder);
+    lowerer.lower_body();
+    let Lowerer {
+        b, symbols, sites, ..
+    } = lowerer;
+    b.finalize(isa.frontend_config());
+    LoweredFunction {
+        clif,
+        symbols,
+        sites,
+    }
+}
+
+struct Loop {
+    continue_to: ir::Block,
+    break_to: ir::Block,
+}
+
+struct Lowerer<'a, 'f> {
+    isa: &'a dyn TargetIsa,
+    program: &'a Program,
+    hosts: &'a [HostSignature],
+    func: &'a Function,
+    b: FunctionBuilder<'f>,
+    ptr: ir::Type,
+    vmctx: ir::Value,
+    depth: ir::Value,
+    interrupt_flag: ir::Value,
+    max_depth: ir::Value,
+    stack_limit: ir::Value,
+    /// Start of this call's array frame on the array stack, when it has local arrays.
+    frame_base: Option<ir::Value>,
+    vars: Vec<Option<Variable>>,
+    /// Byte offset of each local array in the frame.
+    array_offsets: Vec<Option<u64>>,
+    exit: ir::Block,
+    loops: Vec<Loop>,
+    symbols: Vec<Symbol>,
+    symbol_index: HashMap<Symbol, u32>,
+    func_refs: HashMap<Symbol, FuncRef>,
+    data_refs: HashMap<Symbol, GlobalValue>,
+    self_ref: FuncRef,
+    sites: Vec<Span>,
+}
+
+/// Loads of fields that do not change during a call; Cranelift may merge or hoist them.
+fn readonly() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly()
+}
+
+impl<'a, 'f> Lowerer<'a, 'f> {
+    fn new(
+        isa: &'a dyn TargetIsa,
+        program: &'a Program,
+        hosts: &'a [HostSignature],
+        func: &'a Function,
+        mut b: FunctionBuilder<'f>,
+    ) -> Self {
+        let ptr = isa.pointer_type();
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (vmctx, depth) = (params[0], params[1]);
+        let interrupt_ptr = b
+            .ins()
+            .load(ptr, readonly(), vmctx, OFFSET_INTERRUPT);
+        let max_depth = b
+            .ins()
+            .load(types::I64, readonly(), vmctx, OFFSET_MAX_DEPTH);
+        let stack_limit = b.ins().load(ptr, readonly(), vmctx, OFFSET_STACK_LIMIT);
+
+        let exit = b.create_block();
+        if let Some(ret) = func.sig.ret {
+            b.append_block_param(exit, clif_type(ret));
+        }
+
+        let mut vars = Vec::with_capacity(func.locals.len());
+        let mut array_offsets = Vec::with_capacity(func.locals.len());
+        let mut frame_bytes = 0u64;
+        for local in &func.locals {
+            match local.ty {
+                VarType::Scalar(t) => {
+                    vars.push(Some(b.declare_var(clif_type(t))));
+                    array_offsets.push(None);
+                }
+                VarType::Array(a) => {
+                    vars.push(None);
+                    array_offsets.push(Some(frame_bytes));
+                    frame_bytes += array_bytes(a);
+                }
+            }
+        }
+        for (i, &p) in params[2..].iter().enumerate() {
+            let var = vars[i].expect("parameters are scalars");
+            b.def_var(var, p);
+        }
+
+        let self_sig = b.func.signature.clone();
+        let mut this = Lowerer {
+            isa,
+            program,
+            hosts,
+            func,
+            b,
+            ptr,
+            vmctx,
+            depth,
+            interrupt_flag: interrupt_ptr,
+            max_depth,
+            stack_limit,
+            frame_base: None,
+            vars,
+            array_offsets,
+            exit,
+            loops: Vec::new(),
+            symbols: Vec::new(),
+            symbol_index: HashMap::new(),
+            func_refs: HashMap::new(),
+            data_refs: HashMap::new(),
+            self_ref: FuncRef::from_u32(0),
+            sites: Vec::new(),
+        };
+        this.self_ref =
+            this.import_function(Symbol::Function(func.name.clone()), self_sig, true);
+        // The frame comes first: its base must dominate the exit block, which every trap
+        // path (including the interrupt check's) jumps to.
+        if frame_bytes > 0 {
+            this.push_array_frame(frame_bytes);
+        }
+        this.check_interrupt(func.span);
+        this
+    }
+
+    fn lower_body(&mut self) {
+        let body = &self.func.body;
+        self.lower_block(body);
+        // Falling off the end only happens for functions without a result (the checker
+        // rejects the rest), but the block must still be terminated.
+        let zero = self.zero_result();
+        self.jump_exit(&zero);
+
+        self.b.switch_to_block(self.exit);
+        if let Some(base) = self.frame_base {
+            self.b
+                .ins()
+                .store(MemFlagsData::trusted(), base, self.vmctx, OFFSET_ARRAY_STACK_TOP);
+        }
+        let rets = self.b.block_params(self.exit).to_vec();
+        self.b.ins().return_(&rets);
+        self.b.seal_all_blocks();
+    }
+
+    // ---- symbols -------------------------------------------------------------------------
+
+    fn external_name(&mut self, symbol: Symbol) -> ExternalName {
+        let next = self.symbols.len() as u32;
+        let index = *self.symbol_index.entry(symbol.clone()).or_insert_with(|| {
+            self.symbols.push(symbol);
+            next
+        });
+        let r = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, index));
+        ExternalName::user(r)
+    }
+
+    fn import_function(&mut self, symbol: Symbol, sig: ir::Signature, colocated: bool) -> FuncRef {
+        if let Some(&r) = self.func_refs.get(&symbol) {
+            return r;
+        }
+        let name = self.external_name(symbol.clone());
+        let signature = self.b.import_signature(sig);
+        let r = self.b.import_function(ExtFuncData {
+            name,
+            signature,
+            colocated,
+            patchable: false,
+        });
+        self.func_refs.insert(symbol, r);
+        r
+    }
+
+    fn runtime_fn(&mut self, f: RuntimeFn) -> FuncRef {
+        let ptr = self.ptr;
+        let mut sig = ir::Signature::new(self.isa.default_call_conv());
+        let p = |t| AbiParam::new(t);
+        let (params, rets): (Vec<ir::Type>, Vec<ir::Type>) = match f {
+            RuntimeFn::Trap => (vec![ptr, ptr, types::I32, types::I32], vec![]),
+            RuntimeFn::CallHost => (vec![ptr, ptr, ptr], vec![types::I64]),
+            RuntimeFn::PrintInt => (vec![ptr, types::I64], vec![]),
+            RuntimeFn::PrintFloat => (vec![ptr, types::F64], vec![]),
+            RuntimeFn::PrintBool => (vec![ptr, types::I8], vec![]),
+            RuntimeFn::PrintStr => (vec![ptr, ptr, types::I64], vec![]),
+            RuntimeFn::Zero => (vec![ptr, types::I64], vec![]),
+            RuntimeFn::Copy => (vec![ptr, ptr, types::I64], vec![]),
+            RuntimeFn::Sin
+            | RuntimeFn::Cos
+            | RuntimeFn::Tan
+            | RuntimeFn::Exp
+            | RuntimeFn::Ln => (vec![types::F64], vec![types::F64]),
+            RuntimeFn::Pow | RuntimeFn::Fmod => (vec![types::F64, types::F64], vec![types::F64]),
+        };
+        sig.params.extend(params.into_iter().map(p));
+        sig.returns.extend(rets.into_iter().map(p));
+        self.import_function(Symbol::Runtime(f), sig, false)
+    }
+
+    fn data_address(&mut self, symbol: Symbol) -> ir::Value {
+        let gv = match self.data_refs.get(&symbol) {
+            Some(&gv) => gv,
+            None => {
+                let name = self.external_name(symbol.clone());
+                let gv = self.b.create_global_value(GlobalValueData::Symbol {
+                    name,
+                    offset: ir::immediates::Imm64::new(0),
+                    colocated: false,
+                    tls: false,
+                });
+                self.data_refs.insert(symbol, gv);
+                gv
+            }
+        };
+        self.b.ins().symbol_value(self.ptr, gv)
+    }
+
+    fn call_runtime(&mut self, f: RuntimeFn, args: &[ir::Value]) -> Option<ir::Value> {
+        let r = self.runtime_fn(f);
+        let call = self.b.ins().call(r, args);
+        self.b.inst_results(call).first().copied()
+    }
+
+    // ---- control helpers -----------------------------------------------------------------
+
+    fn site(&mut self, span: Span) -> u32 {
+        self.sites.push(span);
+        self.sites.len() as u32 - 1
+    }
+
+    fn zero_result(&mut self) -> Vec<ir::Value> {
+        match self.func.sig.ret {
+            Some(t) => vec![self.zero(t)],
+            None => vec![],
+        }
+    }
+
+    fn zero(&mut self, t: Type) -> ir::Value {
+        match t {
+            Type::Int => self.b.ins().iconst(types::I64, 0),
+            Type::Float => self.b.ins().f64const(0.0),
+            Type::Bool => self.b.ins().iconst(types::I8, 0),
+        }
+    }
+
+    fn jump_exit(&mut self, values: &[ir::Value]) {
+        let args: Vec<ir::BlockArg> = values.iter().map(|&v| v.into()).collect();
+        self.b.ins().jump(self.exit, &args);
+    }
+
+    /// Continues lowering in a fresh block no edge reaches (after `return`, `break`, ...).
+    fn start_unreachable(&mut self) {
+        let dead = self.b.create_block();
+        self.b.switch_to_block(dead);
+    }
+
+    /// Emits "raise `kind` at `site` and return" in a cold block taken when `cond` is true.
+    fn trap_if(&mut self, cond: ir::Value, kind: u32, site: u32) {
+        let trap = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.set_cold_block(trap);
+        self.b.ins().brif(cond, trap, &[], cont, &[]);
+        self.b.switch_to_block(trap);
+        self.b.seal_block(trap);
+        self.raise(kind, site);
+        self.b.switch_to_block(cont);
+        self.b.seal_block(cont);
+    }
+
+    fn raise(&mut self, kind: u32, site: u32) {
+        let me = self.b.ins().func_addr(self.ptr, self.self_ref);
+        let site = self.b.ins().iconst(types::I32, i64::from(site));
+        let kind = self.b.ins().iconst(types::I32, i64::from(kind));
+        self.call_runtime(RuntimeFn::Trap, &[self.vmctx, me, site, kind]);
+        let zero = self.zero_result();
+        self.jump_exit(&zero);
+    }
+
+    fn trap_at(&mut self, cond: ir::Value, kind: TrapKind, span: Span) {
+        let site = self.site(span);
+        self.trap_if(cond, trap_code(kind), site);
+    }
+
+    /// One load and one branch: cheap enough for every loop iteration and function entry.
+    fn check_interrupt(&mut self, span: Span) {
+        let flag = self
+            .b
+            .ins()
+            .load(types::I8, MemFlagsData::trusted(), self.interrupt_flag, 0);
+        self.trap_at(flag, TrapKind::Interrupted, span);
+    }
+
+    /// After a call: if the callee (or a host function) raised an error, give it this call's
+    /// location if it has none yet, and return.
+    fn check_trapped(&mut self, span: Span) {
+        let trapped = self
+            .b
+            .ins()
+            .load(types::I8, MemFlagsData::trusted(), self.vmctx, OFFSET_TRAPPED);
+        let site = self.site(span);
+        self.trap_if(trapped, TRAP_LOCATE, site);
+    }
+
+    fn push_array_frame(&mut self, bytes: u64) {
+        let top = self
+            .b
+            .ins()
+            .load(self.ptr, MemFlagsData::trusted(), self.vmctx, OFFSET_ARRAY_STACK_TOP);
+        let end = self
+            .b
+            .ins()
+            .load(self.ptr, MemFlagsData::trusted(), self.vmctx, OFFSET_ARRAY_STACK_END);
+        let room = self.b.ins().isub(end, top);
+        let over = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, room, bytes as i64);
+        // `frame_base` is set only below, but restoring the unchanged `top` on this path is
+        // harmless anyway.
+        self.frame_base = Some(top);
+        self.trap_if(over, trap_code(TrapKind::StackOverflow), NO_SITE);
+        let new_top = self.b.ins().iadd_imm_s(top, bytes as i64);
+        self.b
+            .ins()
+            .store(MemFlagsData::trusted(), new_top, self.vmctx, OFFSET_ARRAY_STACK_TOP);
+    }
+
+    // ---- statements ----------------------------------------------------------------------
+
+    fn lower_block(&mut self, block: &Block) {
+        for stmt in block {
+            self.lower_stmt(stmt);
+        }
+    }
+
+    fn lower_stmt(&mut self, stmt: &Stmt) {
+        match stmt {
+            Stmt::Let { local, init } => {
+                let v = self.lower_expr(init);
+                let var = self.vars[local.0 as usize].expect("scalar local");
+                self.b.def_var(var, v);
+            }
+            Stmt::LetZeroedArray { local } => {
+                let a = ArrayRef::Local(*local);
+                let (base, ty) = self.array(a);
+                self.zero_array(base, ty);
+            }
+            Stmt::LetCopyArray { local, src } => {
+                self.copy_array(ArrayRef::Local(*local), *src);
+            }
+            Stmt::CopyArray { dst, src } => self.copy_array(*dst, *src),
+            Stmt::Assign {
+                place,
+                op,
+                value,
+                span,
+            } => self.lower_assign(place, *op, value, *span),
+            Stmt::Call(call) => {
+                self.lower_call(call);
+            }
+            Stmt::Print(arg) => self.lower_print(arg),
+            Stmt::If {
+                cond,
+                then_block,
+                else_block,
+            } => {
+                let c = self.lower_expr(cond);
+                let then_b = self.b.create_block();
+                let else_b = self.b.create_block();
+                let merge = self.b.create_block();
+                self.b.ins().brif(c, then_b, &[], else_b, &[]);
+                self.b.switch_to_block(then_b);
+                self.b.seal_block(then_b);
+                self.lower_block(then_block);
+                self.b.ins().jump(merge, &[]);
+                self.b.switch_to_block(else_b);
+                self.b.seal_block(else_b);
+                self.lower_block(else_block);
+                self.b.ins().jump(merge, &[]);
+                self.b.switch_to_block(merge);
+                self.b.seal_block(merge);
+            }
+            Stmt::While { cond, body, span } => {
+                // Cranelift blocks take parameters instead of phi nodes; `Variable`s let the
+                // frontend insert them. The header is sealed only once its back-edge exists.
+                let header = self.b.create_block();
+                let body_b = self.b.create_block();
+                let exit = self.b.create_block();
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                self.check_interrupt(*span);
+                let c = self.lower_expr(cond);
+                self.b.ins().brif(c, body_b, &[], exit, &[]);
+                self.b.switch_to_block(body_b);
+                self.b.seal_block(body_b);
+                self.loops.push(Loop {
+                    continue_to: header,
+                    break_to: exit,
+                });
+                self.lower_block(body);
+                self.loops.pop();
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+                span,
+            } => {
+                let s = self.lower_expr(start);
+                let e = self.lower_expr(end);
+                let counter = self.b.declare_var(types::I64);
+                self.b.def_var(counter, s);
+                let header = self.b.create_block();
+                let body_b = self.b.create_block();
+                let latch = self.b.create_block();
+                let exit = self.b.create_block();
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                self.check_interrupt(*span);
+                let c = self.b.use_var(counter);
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, c, e);
+                self.b.ins().brif(more, body_b, &[], exit, &[]);
+                self.b.switch_to_block(body_b);
+                self.b.seal_block(body_b);
+                let v = self.vars[var.0 as usize].expect("loop variable is a scalar");
+                let c = self.b.use_var(counter);
+                self.b.def_var(v, c);
+                self.loops.push(Loop {
+                    continue_to: latch,
+                    break_to: exit,
+                });
+                self.lower_block(body);
+                self.loops.pop();
+                self.b.ins().jump(latch, &[]);
+                self.b.switch_to_block(latch);
+                self.b.seal_block(latch);
+                // `c < end <= i64::MAX`, so this never wraps.
+                let c = self.b.use_var(counter);
+                let next = self.b.ins().iadd_imm_s(c, 1);
+                self.b.def_var(counter, next);
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            Stmt::Block(block) => self.lower_block(block),
+            Stmt::Break => {
+                let target = self.loops.last().expect("checked: inside a loop").break_to;
+                self.b.ins().jump(target, &[]);
+                self.start_unreachable();
+            }
+            Stmt::Continue => {
+                let target = self.loops.last().expect("checked: inside a loop").continue_to;
+                self.b.ins().jump(target, &[]);
+                self.start_unreachable();
+            }
+            Stmt::Return(value) => {
+                let rets = match value {
+                    Some(e) => vec![self.lower_expr(e)],
+                    None => vec![],
+                };
+                self.jump_exit(&rets);
+                self.start_unreachable();
+            }
+        }
+    }
+
+    fn lower_assign(&mut self, place: &Place, op: Option<BinOp>, value: &Expr, span: Span) {
+        match place {
+            Place::Local(id) => {
+                let var = self.vars[id.0 as usize].expect("scalar local");
+                let v = self.lower_expr(value);
+                let v = match op {
+                    Some(op) => {
+                        let cur = self.b.use_var(var);
+                        self.binary(op, value.ty, cur, v, span)
+                    }
+                    None => v,
+                };
+                self.b.def_var(var, v);
+            }
+            Place::Global(id) => {
+                let g = self.program.global(*id);
+                let VarType::Scalar(ty) = g.ty else {
+                    unreachable!("checked: scalar global")
+                };
+                let v = self.lower_expr(value);
+                let addr = self.data_address(Symbol::Global(g.name.clone()));
+                let v = match op {
+                    Some(op) => {
+                        let cur = self.b.ins().load(clif_type(ty), MemFlagsData::trusted(), addr, 0);
+                        self.binary(op, ty, cur, v, span)
+                    }
+                    None => v,
+                };
+                self.b.ins().store(MemFlagsData::trusted(), v, addr, 0);
+            }
+            Place::Index {
+                array,
+                index,
+                span: index_span,
+            } => {
+                let i = self.lower_expr(index);
+                let v = self.lower_expr(value);
+                let addr = self.element_address(*array, i, *index_span);
+                let elem = self.array_type(*array).elem;
+                let v = match op {
+                    Some(op) => {
+                        let cur = self
+                            .b
+                            .ins()
+                            .load(clif_type(elem), MemFlagsData::trusted(), addr, 0);
+                        self.binary(op, elem, cur, v, span)
+                    }
+                    None => v,
+                };
+                self.b.ins().store(MemFlagsData::trusted(), v, addr, 0);
+            }
+        }
+    }
+
+    fn lower_print(&mut self, arg: &PrintArg) {
+        match arg {
+            PrintArg::Value(e) => {
+                let v = self.lower_expr(e);
+                let f = match e.ty {
+                    Type::Int => RuntimeFn::PrintInt,
+                    Type::Float => RuntimeFn::PrintFloat,
+                    Type::Bool => RuntimeFn::PrintBool,
+                };
+                self.call_runtime(f, &[self.vmctx, v]);
+            }
+            PrintArg::Str(s) => {
+                let addr = self.data_address(Symbol::Str(s.clone()));
+                let len = self.b.ins().iconst(types::I64, s.len() as i64);
+                self.call_runtime(RuntimeFn::PrintStr, &[self.vmctx, addr, len]);
+            }
+        }
+    }
+
+    // ---- arrays --------------------------------------------------------------------------
+
+    fn array_type(&self, a: ArrayRef) -> ArrayType {
+        let ty = match a {
+            ArrayRef::Local(id) => self.func.locals[id.0 as usize].ty,
+            ArrayRef::Global(id) => self.program.global(id).ty,
+        };
+        match ty {
+            VarType::Array(a) => a,
+            VarType::Scalar(_) => unreachable!("checked: array variable"),
+        }
+    }
+
+    fn array(&mut self, a: ArrayRef) -> (ir::Value, ArrayType) {
+        let ty = self.array_type(a);
+        let base = match a {
+            ArrayRef::Local(id) => {
+                let offset = self.array_offsets[id.0 as usize].expect("array local");
+                let base = self.frame_base.expect("functions with local arrays have a frame");
+                self.b.ins().iadd_imm_s(base, offset as i64)
+            }
+            ArrayRef::Global(id) => {
+                let name = self.program.global(id).name.clone();
+                self.data_address(Symbol::Global(name))
+            }
+        };
+        (base, ty)
+    }
+
+    /// Bounds-checks `index` (error at `span`) and returns the element's address.
+    fn element_address(&mut self, a: ArrayRef, index: ir::Value, span: Span) -> ir::Value {
+        let (base, ty) = self.array(a);
+        // One unsigned comparison also catches negative indexes.
+        let out = self.b.ins().icmp_imm_s(
+            IntCC::UnsignedGreaterThanOrEqual,
+            index,
+            i64::from(ty.len),
+        );
+        self.trap_at(out, TrapKind::IndexOutOfBounds, span);
+        let offset = match elem_size(ty.elem) {
+            1 => index,
+            size => self.b.ins().ishl_imm_u(index, i64::from(size.trailing_zeros())),
+        };
+        self.b.ins().iadd(base, offset)
+    }
+
+    fn zero_array(&mut self, base: ir::Value, ty: ArrayType) {
+        let bytes = array_bytes(ty);
+        if bytes <= 64 {
+            let zero = self.b.ins().iconst(types::I64, 0);
+            for off in (0..bytes).step_by(8) {
+                self.b
+                    .ins()
+                    .store(MemFlagsData::trusted(), zero, base, off as i32);
+            }
+        } else {
+            let n = self.b.ins().iconst(types::I64, bytes as i64);
+            self.call_runtime(RuntimeFn::Zero, &[base, n]);
+        }
+    }
+
+    fn copy_array(&mut self, dst: ArrayRef, src: ArrayRef) {
+        let (d, ty) = self.array(dst);
+        let (s, _) = self.array(src);
+        let n = self.b.ins().iconst(types::I64, array_bytes(ty) as i64);
+        self.call_runtime(RuntimeFn::Copy, &[d, s, n]);
+    }
+
+    // ---- expressions ---------------------------------------------------------------------
+
+    fn lower_expr(&mut self, e: &Expr) -> ir::Value {
+        match &e.kind {
+            ExprKind::Const(c) => match *c {
+                Const::Int(v) => self.b.ins().iconst(types::I64, v),
+                Const::Float(v) => self.b.ins().f64const(v),
+                Const::Bool(v) => self.b.ins().iconst(types::I8, i64::from(v)),
+            },
+            ExprKind::Local(id) => {
+                let var = self.vars[id.0 as usize].expect("scalar local");
+                self.b.use_var(var)
+            }
+            ExprKind::Global(id) => {
+                let name = self.program.global(*id).name.clone();
+                let addr = self.data_address(Symbol::Global(name));
+                self.b
+                    .ins()
+                    .load(clif_type(e.ty), MemFlagsData::trusted(), addr, 0)
+            }
+            ExprKind::Index { array, index } => {
+                let i = self.lower_expr(index);
+                let addr = self.element_address(*array, i, e.span);
+                self.b
+                    .ins()
+                    .load(clif_type(e.ty), MemFlagsData::trusted(), addr, 0)
+            }
+            ExprKind::Unary { op, operand } => {
+                let v = self.lower_expr(operand);
+                match (op, operand.ty) {
+                    (UnOp::Neg, Type::Int) => self.b.ins().ineg(v),
+                    (UnOp::Neg, Type::Float) => self.b.ins().fneg(v),
+                    (UnOp::Not, Type::Int) => self.b.ins().bnot(v),
+                    (UnOp::Not, Type::Bool) => self.b.ins().bxor_imm_u(v, 1),
+                    (op, ty) => unreachable!("checked: no {op:?} on {ty}"),
+                }
+            }
+            ExprKind::Binary {
+                op,
+                lhs,
+                rhs,
+                op_span,
+            } => {
+                let l = self.lower_expr(lhs);
+                let r = self.lower_expr(rhs);
+                self.binary(*op, lhs.ty, l, r, *op_span)
+            }
+            ExprKind::And(lhs, rhs) => self.short_circuit(lhs, rhs, true),
+            ExprKind::Or(lhs, rhs) => self.short_circuit(lhs, rhs, false),
+            ExprKind::Cast(inner) => {
+                let v = self.lower_expr(inner);
+                match (inner.ty, e.ty) {
+                    (Type::Int, Type::Float) => self.b.ins().fcvt_from_sint(types::F64, v),
+                    // Saturating, NaN to 0: exactly the language's rule.
+                    (Type::Float, Type::Int) => self.b.ins().fcvt_to_sint_sat(types::I64, v),
+                    (Type::Bool, Type::Int) => self.b.ins().uextend(types::I64, v),
+                    (from, to) => unreachable!("checked: no cast {from} as {to}"),
+                }
+            }
+            ExprKind::Call(call) => self.lower_call(call).expect("checked: call has a value"),
+        }
+    }
+
+    fn short_circuit(&mut self, lhs: &Expr, rhs: &Expr, is_and: bool) -> ir::Value {
+        let l = self.lower_expr(lhs);
+        let rhs_b = self.b.create_block();
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, types::I8);
+        if is_and {
+            self.b.ins().brif(l, rhs_b, &[], merge, &[l.into()]);
+        } else {
+            self.b.ins().brif(l, merge, &[l.into()], rhs_b, &[]);
+        }
+        self.b.switch_to_block(rhs_b);
+        self.b.seal_block(rhs_b);
+        let r = self.lower_expr(rhs);
+        self.b.ins().jump(merge, &[r.into()]);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        result
+    }
+
+    /// `l op r` for operands of type `ty`; `span` locates a division by zero.
+    fn binary(&mut self, op: BinOp, ty: Type, l: ir::Value, r: ir::Value, span: Span) -> ir::Value {
+        match ty {
+            Type::Int => match op {
+                BinOp::Add => self.b.ins().iadd(l, r),
+                BinOp::Sub => self.b.ins().isub(l, r),
+                BinOp::Mul => self.b.ins().imul(l, r),
+                BinOp::Div | BinOp::Rem => self.int_div(op, l, r, span),
+                BinOp::BitAnd => self.b.ins().band(l, r),
+                BinOp::BitOr => self.b.ins().bor(l, r),
+                BinOp::BitXor => self.b.ins().bxor(l, r),
+                // Cranelift takes shift amounts modulo the width, as the language does.
+                BinOp::Shl => self.b.ins().ishl(l, r),
+                BinOp::Shr => self.b.ins().sshr(l, r),
+                cmp => {
+                    let cc = match cmp {
+                        BinOp::Eq => IntCC::Equal,
+                        BinOp::Ne => IntCC::NotEqual,
+                        BinOp::Lt => IntCC::SignedLessThan,
+                        BinOp::Le => IntCC::SignedLessThanOrEqual,
+                        BinOp::Gt => IntCC::SignedGreaterThan,
+                        _ => IntCC::SignedGreaterThanOrEqual,
+                    };
+                    self.b.ins().icmp(cc, l, r)
+                }
+            },
+            Type::Float => match op {
+                BinOp::Add => self.b.ins().fadd(l, r),
+                BinOp::Sub => self.b.ins().fsub(l, r),
+                BinOp::Mul => self.b.ins().fmul(l, r),
+                BinOp::Div => self.b.ins().fdiv(l, r),
+                BinOp::Rem => self
+                    .call_runtime(RuntimeFn::Fmod, &[l, r])
+                    .expect("fmod returns"),
+                BinOp::Eq => self.b.ins().fcmp(FloatCC::Equal, l, r),
+                // Unordered-or-not-equal, so NaN != NaN.
+                BinOp::Ne => self.b.ins().fcmp(FloatCC::NotEqual, l, r),
+                BinOp::Lt => self.b.ins().fcmp(FloatCC::LessThan, l, r),
+                BinOp::Le => self.b.ins().fcmp(FloatCC::LessThanOrEqual, l, r),
+                BinOp::Gt => self.b.ins().fcmp(FloatCC::GreaterThan, l, r),
+                BinOp::Ge => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, l, r),
+                op => unreachable!("checked: no {op:?} on float"),
+            },
+            Type::Bool => match op {
+                BinOp::Eq => self.b.ins().icmp(IntCC::Equal, l, r),
+                BinOp::Ne => self.b.ins().icmp(IntCC::NotEqual, l, r),
+                op => unreachable!("checked: no {op:?} on bool"),
+            },
+        }
+    }
+
+    fn int_div(&mut self, op: BinOp, l: ir::Value, r: ir::Value, span: Span) -> ir::Value {
+        let zero = self.b.ins().icmp_imm_s(IntCC::Equal, r, 0);
+        self.trap_at(zero, TrapKind::DivisionByZero, span);
+        // `MIN / -1` overflows the machine instruction; the language defines it as `-MIN`
+        // (which wraps to MIN) and `MIN % -1` as 0, so divide by 1 instead and fix up.
+        let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, r, -1);
+        let one = self.b.ins().iconst(types::I64, 1);
+        let safe = self.b.ins().select(minus_one, one, r);
+        if op == BinOp::Div {
+            let q = self.b.ins().sdiv(l, safe);
+            let neg = self.b.ins().ineg(l);
+            self.b.ins().select(minus_one, neg, q)
+        } else {
+            let rem = self.b.ins().srem(l, safe);
+            let z = self.b.ins().iconst(types::I64, 0);
+            self.b.ins().select(minus_one, z, rem)
+        }
+    }
+
+    fn lower_call(&mut self, call: &Call) -> Option<ir::Value> {
+        let args: Vec<ir::Value> = call.args.iter().map(|a| self.lower_expr(a)).collect();
+        match call.callee {
+            Callee::Builtin(b) => Some(self.builtin(b, &args)),
+            Callee::Function(id) => {
+                let callee = self.program.function(id);
+                let depth = self.b.ins().iadd_imm_s(self.depth, 1);
+                let too_deep = self
+                    .b
+                    .ins()
+                    .icmp(IntCC::SignedGreaterThan, depth, self.max_depth);
+                let sp = self.b.ins().get_stack_pointer(self.ptr);
+                let no_stack = self
+                    .b
+                    .ins()
+                    .icmp(IntCC::UnsignedLessThan, sp, self.stack_limit);
+                let overflow = self.b.ins().bor(too_deep, no_stack);
+                self.trap_at(overflow, TrapKind::StackOverflow, call.span);
+                let sig = clif_signature(self.isa, &callee.sig);
+                let f = self.import_function(Symbol::Function(callee.name.clone()), sig, true);
+                let mut full = vec![self.vmctx, depth];
+                full.extend(args);
+                let inst = self.b.ins().call(f, &full);
+                let result = self.b.inst_results(inst).first().copied();
+                self.check_trapped(call.span);
+                result
+            }
+            Callee::Host(id) => {
+                let host = &self.hosts[id.0 as usize];
+                let (name, ret) = (host.name.clone(), host.sig.ret);
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    (args.len().max(1) * 8) as u32,
+                    3,
+                ));
+                for (i, (&a, e)) in args.iter().zip(&call.args).enumerate() {
+                    let bits = match e.ty {
+                        Type::Bool => self.b.ins().uextend(types::I64, a),
+                        _ => a,
+                    };
+                    self.b.ins().stack_store(self.ptr, bits, slot, (i * 8) as i32);
+                }
+                let args_ptr = self.b.ins().stack_addr(self.ptr, slot, 0);
+                let record = self.data_address(Symbol::Host(name));
+                let bits = self
+                    .call_runtime(RuntimeFn::CallHost, &[self.vmctx, record, args_ptr])
+                    .expect("host call returns bits");
+                self.check_trapped(call.span);
+                ret.map(|t| match t {
+                    Type::Int => bits,
+                    Type::Float => self.b.ins().bitcast(types::F64, MemFlagsData::new(), bits),
+                    Type::Bool => self.b.ins().ireduce(types::I8, bits),
+                })
+            }
+        }
+    }
+
+    fn builtin(&mut self, b: Builtin, args: &[ir::Value]) -> ir::Value {
+        let unary = |s: &mut Self, f: RuntimeFn| s.call_runtime(f, &args[..1]).expect("returns");
+        match b {
+            Builtin::Sqrt => self.b.ins().sqrt(args[0]),
+            Builtin::Floor => self.b.ins().floor(args[0]),
+            Builtin::Ceil => self.b.ins().ceil(args[0]),
+            Builtin::Sin => unary(self, RuntimeFn::Sin),
+            Builtin::Cos => unary(self, RuntimeFn::Cos),
+            Builtin::Tan => unary(self, RuntimeFn::Tan),
+            Builtin::Exp => unary(self, RuntimeFn::Exp),
+            Builtin::Ln => unary(self, RuntimeFn::Ln),
+            Builtin::Pow => self
+                .call_runtime(RuntimeFn::Pow, &args[..2])
+                .expect("returns"),
+            // `iabs` wraps, so abs(MIN) == MIN as the language says.
+            Builtin::AbsInt => self.b.ins().iabs(args[0]),
+            Builtin::AbsFloat => self.b.ins().fabs(args[0]),
+            Builtin::MinInt => self.b.ins().smin(args[0], args[1]),
+            Builtin::MaxInt => self.b.ins().smax(args[0], args[1]),
+            // Cranelift's fmin/fmax propagate NaN and order -0.0 below 0.0, as the language does.
+            Builtin::MinFloat => self.b.ins().fmin(args[0], args[1]),
+            Builtin::MaxFloat => self.b.ins().fmax(args[0], args[1]),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The README's code stays real: its Kiln snippets compile, and its embedding example is
+//! `examples/embed.rs` verbatim (which Cargo compiles as an example).
+
+use crate::support::kiln;
+use std::path::Path;
+use std::time::Duration;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bodies of the README's fenced blocks tagged `lang`.
+fn fenced_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let open = format!("```{lang}");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match &mut current {
+            None if line.trim_end() == open => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+            Some(body) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    assert!(
+        current.is_none(),
+        "an unclosed ```{lang} block in README.md"
+    );
+    blocks
+}
+
+#[test]
+fn readme_embedding_example_is_examples_embed_rs() {
+    let example = std::fs::read_to_string(root().join("examples/embed.rs")).unwrap();
+    // The README shows the file without its `//!` header.
+    let body = example
+        .lines()
+        .skip_while(|l| l.starts_with("//!"))
+        .skip_while(|l| l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let blocks = fenced_blocks("rust");
+    assert_eq!(blocks.len(), 1, "README.md should have one ```rust block");
+    assert!(
+        blocks[0] == body,
+        "README.md's ```rust block differs from examples/embed.rs; copy the file over"
+    );
+}
+
+#[test]
+fn readme_kiln_snippets_compile() {
+    let blocks = fenced_blocks("kiln");
+    assert!(!blocks.is_empty(), "README.md should show some Kiln");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let name = format!("readme{i}.kl");
+        std::fs::write(dir.path().join(&name), block).unwrap();
+        let run = kiln(
+            ["check", "--lib", name.as_str()],
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            run.code,
+            Some(0),
+            "README.md's ```kiln block {i} does not compile ({}):\n{}",
+            run.describe(),
+            run.stderr_text()
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Running the real `kiln` binary from tests: with a time limit, capturing both output streams.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary Cargo built for this test run.
+pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// How one run of the binary ended, and what it wrote.
+pub struct Run {
+    /// The exit code; `None` when the process was killed (by a signal or the time limit).
+    pub code: Option<i32>,
+    /// The signal that ended the process, if one did (Unix only).
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Run {
+    /// How the process ended, for failure messages.
+    pub fn describe(&self) -> String {
+        match (self.timed_out, self.code, self.signal) {
+            (true, _, _) => "killed after exceeding its time limit".to_string(),
+            (false, Some(code), _) => format!("exit status {code}"),
+            (false, None, Some(signal)) => format!("killed by signal {signal}"),
+            (false, None, None) => "ended without an exit status".to_string(),
+        }
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs `kiln ARGS...` in `cwd` with no standard input, killing it once `limit` has passed.
+///
+/// Both output streams are drained on their own threads while the process runs, so a process
+/// that writes a lot can never block on a full pipe and be mistaken for a hang.
+pub fn kiln<I, S>(args: I, cwd: &Path, limit: Duration) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(KILN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {KILN}: {e}"));
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let (status, timed_out) = wait_with_limit(&mut child, limit);
+    Run {
+        code: status.code(),
+        signal: signal_of(&status),
+        timed_out,
+        stdout: stdout.join().expect("the stdout reader does not panic"),
+        stderr: stderr.join().expect("the stderr reader does not panic"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error can only mean the process went away; what was read so far is the output.
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting on kiln") {
+            return (status, false);
+        }
+        if Instant::now() >= deadline {
+            // Killing can only fail if the process has just exited; `wait` reaps it either way.
+            let _ = child.kill();
+            return (child.wait().expect("waiting on killed kiln"), true);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(unix)]
+fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+#[cfg(not(unix))]
+fn signal_of(_status: &std::process::ExitStatus) -> Option<i32> {
+    None
+}
