@@ -9,7 +9,7 @@ use crate::entry::{EntryFn, EntryStubs};
 use crate::error::{CompileError, Error, RuntimeError};
 use crate::host::{HostFunc, IntoHostFunc};
 use crate::link::{LinkInput, link};
-use crate::lower::{NO_SITE, Symbol, array_bytes, clif_signature, lower_function};
+use crate::lower::{Symbol, array_bytes, clif_signature, lower_function};
 use crate::runtime::{Output, RuntimeState, VmCtx};
 use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
 use cranelift_codegen::Context;
@@ -535,20 +535,14 @@ impl Module {
             location: None,
             message: Some("unknown runtime error".into()),
         });
-        let (function, span) = match pending.location {
-            Some((addr, site)) if site != NO_SITE => match inner.by_address.get(&addr) {
-                Some(&i) => {
-                    let g = &inner.functions[i];
-                    (g.name.clone(), g.sites.get(site as usize).copied().unwrap_or(g.span))
-                }
-                None => (f.name.clone(), f.span),
-            },
-            Some((addr, _)) => match inner.by_address.get(&addr) {
-                Some(&i) => (inner.functions[i].name.clone(), inner.functions[i].span),
-                None => (f.name.clone(), f.span),
-            },
-            None => (f.name.clone(), f.span),
-        };
+        // An error without a location was raised on entry to the function the host called.
+        let (function, span) = pending
+            .location
+            .and_then(|(addr, site)| {
+                let g = &inner.functions[*inner.by_address.get(&addr)?];
+                Some((g.name.clone(), *g.sites.get(site as usize)?))
+            })
+            .unwrap_or_else(|| (f.name.clone(), f.span));
         Err(Error::Runtime(RuntimeError {
             kind: pending.kind,
             function,

@@ -10,8 +10,11 @@ use kiln_lang::program::{Signature, Type};
 pub struct HostFunc {
     pub name: String,
     pub sig: Signature,
-    pub call: Box<dyn Fn(&[u64]) -> Result<u64, String> + Send + Sync>,
+    pub call: ErasedHostFn,
 }
+
+/// A host function taking and returning 64-bit patterns; `Err` carries a `host error`'s text.
+pub type ErasedHostFn = Box<dyn Fn(&[u64]) -> Result<u64, String> + Send + Sync>;
 
 /// What a host function may return: nothing, a scalar, or a `Result` whose error becomes a
 /// `host error` carrying the error's text.

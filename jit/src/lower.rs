@@ -13,7 +13,7 @@
 
 use crate::runtime::{
     OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_MAX_DEPTH,
-    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
+    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, NO_SITE, RuntimeFn, TRAP_LOCATE, trap_code,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -51,10 +51,6 @@ pub struct LoweredFunction {
     /// Lowered code passes an index into this table when it raises a runtime error.
     pub sites: Vec<Span>,
 }
-
-/// The site index meaning "the location is not known here"; the calling script function
-/// fills it in.
-pub const NO_SITE: u32 = u32::MAX;
 
 /// The Cranelift type of a scalar.
 pub fn clif_type(ty: Type) -> ir::Type {
@@ -154,6 +150,8 @@ struct Lowerer<'a, 'f> {
     data_refs: HashMap<Symbol, GlobalValue>,
     self_ref: FuncRef,
     sites: Vec<Span>,
+    /// The cold block every failing check branches to, created on first use.
+    trap_block: Option<ir::Block>,
 }
 
 /// Loads of fields that do not change during a call; Cranelift may merge or hoist them.
@@ -234,14 +232,16 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             data_refs: HashMap::new(),
             self_ref: FuncRef::from_u32(0),
             sites: Vec::new(),
+            trap_block: None,
         };
         this.self_ref =
             this.import_function(Symbol::Function(func.name.clone()), self_sig, true);
         // The frame comes first: its base must dominate the exit block, which every trap
-        // path (including the interrupt check's) jumps to.
+        // path jumps to.
         if frame_bytes > 0 {
             this.push_array_frame(frame_bytes);
         }
+        this.check_stack();
         this.check_interrupt(func.span);
         this
     }
@@ -253,6 +253,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         // rejects the rest), but the block must still be terminated.
         let zero = self.zero_result();
         self.jump_exit(&zero);
+        self.finish_trap_block();
 
         self.b.switch_to_block(self.exit);
         if let Some(base) = self.frame_base {
@@ -378,23 +379,41 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         self.b.switch_to_block(dead);
     }
 
-    /// Emits "raise `kind` at `site` and return" in a cold block taken when `cond` is true.
+    /// Branches to the function's trap block when `cond` is true, raising `kind` at `site`.
+    ///
+    /// All checks of a function share one cold block that takes `site` and `kind` packed in
+    /// one block parameter; a block per check would multiply the blocks Cranelift compiles.
     fn trap_if(&mut self, cond: ir::Value, kind: u32, site: u32) {
-        let trap = self.b.create_block();
+        let trap = match self.trap_block {
+            Some(b) => b,
+            None => {
+                let b = self.b.create_block();
+                self.b.append_block_param(b, types::I64);
+                self.b.set_cold_block(b);
+                self.trap_block = Some(b);
+                b
+            }
+        };
         let cont = self.b.create_block();
-        self.b.set_cold_block(trap);
-        self.b.ins().brif(cond, trap, &[], cont, &[]);
-        self.b.switch_to_block(trap);
-        self.b.seal_block(trap);
-        self.raise(kind, site);
+        let code = self
+            .b
+            .ins()
+            .iconst(types::I64, (i64::from(site) << 3) | i64::from(kind));
+        self.b.ins().brif(cond, trap, &[code.into()], cont, &[]);
         self.b.switch_to_block(cont);
         self.b.seal_block(cont);
     }
 
-    fn raise(&mut self, kind: u32, site: u32) {
+    /// Fills in the trap block: tell the runtime, then return a zero through the exit.
+    fn finish_trap_block(&mut self) {
+        let Some(trap) = self.trap_block else { return };
+        self.b.switch_to_block(trap);
+        let code = self.b.block_params(trap)[0];
+        let site = self.b.ins().ushr_imm_u(code, 3);
+        let site = self.b.ins().ireduce(types::I32, site);
+        let kind = self.b.ins().band_imm_u(code, 7);
+        let kind = self.b.ins().ireduce(types::I32, kind);
         let me = self.b.ins().func_addr(self.ptr, self.self_ref);
-        let site = self.b.ins().iconst(types::I32, i64::from(site));
-        let kind = self.b.ins().iconst(types::I32, i64::from(kind));
         self.call_runtime(RuntimeFn::Trap, &[self.vmctx, me, site, kind]);
         let zero = self.zero_result();
         self.jump_exit(&zero);
@@ -406,12 +425,33 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     }
 
     /// One load and one branch: cheap enough for every loop iteration and function entry.
+    ///
+    /// The load is atomic because another thread sets the flag: Cranelift's redundant-load
+    /// elimination would otherwise reuse the entry check's value in a loop without stores
+    /// (`while true {}`), and the loop would never see the interrupt.
     fn check_interrupt(&mut self, span: Span) {
         let flag = self
             .b
             .ins()
-            .load(types::I8, MemFlagsData::trusted(), self.interrupt_flag, 0);
+            .atomic_load(types::I8, MemFlagsData::trusted(), self.interrupt_flag);
         self.trap_at(flag, TrapKind::Interrupted, span);
+    }
+
+    /// On entry: is this frame past the call-depth limit or the native stack limit? Checked
+    /// here once rather than at every call site; the error has no location, so the caller's
+    /// after-call check gives it the call's (LANGUAGE.md: "the call that went past the limit").
+    fn check_stack(&mut self) {
+        let too_deep = self
+            .b
+            .ins()
+            .icmp(IntCC::SignedGreaterThan, self.depth, self.max_depth);
+        let sp = self.b.ins().get_stack_pointer(self.ptr);
+        let no_stack = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThan, sp, self.stack_limit);
+        let overflow = self.b.ins().bor(too_deep, no_stack);
+        self.trap_if(overflow, trap_code(TrapKind::StackOverflow), NO_SITE);
     }
 
     /// After a call: if the callee (or a host function) raised an error, give it this call's
@@ -893,18 +933,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             Callee::Builtin(b) => Some(self.builtin(b, &args)),
             Callee::Function(id) => {
                 let callee = self.program.function(id);
+                // The callee checks the depth on entry; its error gets this call's location
+                // from `check_trapped` below.
                 let depth = self.b.ins().iadd_imm_s(self.depth, 1);
-                let too_deep = self
-                    .b
-                    .ins()
-                    .icmp(IntCC::SignedGreaterThan, depth, self.max_depth);
-                let sp = self.b.ins().get_stack_pointer(self.ptr);
-                let no_stack = self
-                    .b
-                    .ins()
-                    .icmp(IntCC::UnsignedLessThan, sp, self.stack_limit);
-                let overflow = self.b.ins().bor(too_deep, no_stack);
-                self.trap_at(overflow, TrapKind::StackOverflow, call.span);
                 let sig = clif_signature(self.isa, &callee.sig);
                 let f = self.import_function(Symbol::Function(callee.name.clone()), sig, true);
                 let mut full = vec![self.vmctx, depth];

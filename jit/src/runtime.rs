@@ -103,6 +103,10 @@ pub struct RuntimeState {
 /// the other values are [`trap_code`]s.
 pub const TRAP_LOCATE: u32 = 0;
 
+/// The site index meaning "the location is not known here" (an array-stack overflow at function
+/// entry); the calling script function fills in its call site.
+pub const NO_SITE: u32 = u32::MAX;
+
 /// The number lowered code passes for each trap kind.
 pub fn trap_code(kind: TrapKind) -> u32 {
     match kind {
@@ -136,7 +140,7 @@ pub unsafe extern "C" fn kiln_rt_trap(vmctx: *mut VmCtx, func: *const u8, site: 
     // SAFETY: the state pointer is set up with the context and lives as long as it.
     let state = unsafe { &mut *ctx.state };
     ctx.trapped = 1;
-    let location = Some((func as usize, site));
+    let location = (site != NO_SITE).then_some((func as usize, site));
     match (&mut state.pending, trap_kind(kind)) {
         (Some(p), _) => {
             if p.location.is_none() {

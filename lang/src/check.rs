@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const BUILTINS: &[&str] = &[
-    "print", "sqrt", "sin", "cos", "tan", "exp", "ln", "floor", "ceil", "pow", "abs", "min",
-    "max", "len",
+    "print", "sqrt", "sin", "cos", "tan", "exp", "ln", "floor", "ceil", "pow", "abs", "min", "max",
+    "len",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +84,6 @@ pub fn check_module(
     options: &CheckOptions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Program> {
-    let first_diagnostic = diagnostics.len();
     let mut c = Checker {
         file,
         hosts,
@@ -114,13 +113,16 @@ pub fn check_module(
         let info = c.signature(c.fn_items[i]);
         c.funcs.push(info);
     }
-    let globals = (0..c.global_items.len()).map(|i| c.check_global(i)).collect();
+    let globals = (0..c.global_items.len())
+        .map(|i| c.check_global(i))
+        .collect();
     let functions = (0..c.fn_items.len()).map(|i| c.check_fn(i)).collect();
     if options.require_main {
         c.check_main();
     }
-    // Items are checked in phases (consts, then signatures, then bodies); report in file order.
-    diagnostics[first_diagnostic..].sort_by_key(|d| d.span.start);
+    // Items are checked in phases (consts, then signatures, then bodies), after the whole file
+    // was parsed; report everything in file order.
+    diagnostics.sort_by_key(|d| d.span.start);
     Some(Program {
         file: file.clone(),
         globals,
@@ -202,7 +204,12 @@ impl<'a> Checker<'a> {
         self.diagnostics.push(d);
     }
 
-    fn mismatch(&mut self, span: Span, expected: impl std::fmt::Display, found: impl std::fmt::Display) {
+    fn mismatch(
+        &mut self,
+        span: Span,
+        expected: impl std::fmt::Display,
+        found: impl std::fmt::Display,
+    ) {
         self.error(
             Diagnostic::new("mismatched types", span)
                 .with_label(format!("expected {expected}, found {found}")),
@@ -254,8 +261,11 @@ impl<'a> Checker<'a> {
         let n = name.text.as_str();
         if BUILTINS.contains(&n) {
             self.error(
-                Diagnostic::new(format!("`{n}` is a builtin and cannot be redefined"), name.span)
-                    .with_label("choose another name"),
+                Diagnostic::new(
+                    format!("`{n}` is a builtin and cannot be redefined"),
+                    name.span,
+                )
+                .with_label("choose another name"),
             );
         } else if self.hosts.iter().any(|h| h.name == n) {
             self.error(
@@ -268,9 +278,12 @@ impl<'a> Checker<'a> {
         } else if let Some(&prev) = self.names.get(n) {
             let at = self.file.location(self.item_name(prev).span.start);
             self.error(
-                Diagnostic::new(format!("the name `{n}` is defined multiple times"), name.span)
-                    .with_label(format!("`{n}` redefined here"))
-                    .with_note(format!("first defined at {at}")),
+                Diagnostic::new(
+                    format!("the name `{n}` is defined multiple times"),
+                    name.span,
+                )
+                .with_label(format!("`{n}` redefined here"))
+                .with_note(format!("first defined at {at}")),
             );
         } else {
             self.names.insert(n, r);
@@ -320,8 +333,9 @@ impl<'a> Checker<'a> {
             Some(value as u32)
         } else {
             self.error(
-                Diagnostic::new("array length out of range", e.span)
-                    .with_label(format!("must be between 1 and {MAX_ARRAY_LEN}, found {value}")),
+                Diagnostic::new("array length out of range", e.span).with_label(format!(
+                    "must be between 1 and {MAX_ARRAY_LEN}, found {value}"
+                )),
             );
             None
         }
@@ -448,10 +462,12 @@ impl<'a> Checker<'a> {
             return None;
         };
         let value = self.const_expr(init);
-        self.expect_type(value, ty?).map(|e| e.kind).and_then(|k| match k {
-            ExprKind::Const(c) => Some(c),
-            _ => None,
-        })
+        self.expect_type(value, ty?)
+            .map(|e| e.kind)
+            .and_then(|k| match k {
+                ExprKind::Const(c) => Some(c),
+                _ => None,
+            })
     }
 
     /// Checks and folds a constant expression; the result is an `ExprKind::Const`.
@@ -494,8 +510,10 @@ impl<'a> Checker<'a> {
                 }
             }
             (Some(VarType::Scalar(_)), None) => self.error(
-                Diagnostic::new("missing initializer", item.name.span)
-                    .with_label(format!("global `{}` needs an initial value", item.name.text)),
+                Diagnostic::new("missing initializer", item.name.span).with_label(format!(
+                    "global `{}` needs an initial value",
+                    item.name.text
+                )),
             ),
             (Some(VarType::Array(_)), Some(e)) => self.error(
                 Diagnostic::new("a global array cannot have an initializer", e.span)
@@ -579,23 +597,31 @@ impl<'a> Checker<'a> {
         let mut body = Vec::new();
         if !f.broken {
             for (p, ty) in f.params.iter().zip(param_types) {
-                if self.scope.get(p.name.text.as_str()).is_some_and(|v| !v.is_empty()) {
+                if self
+                    .scope
+                    .get(p.name.text.as_str())
+                    .is_some_and(|v| !v.is_empty())
+                {
                     self.error(
-                        Diagnostic::new(format!("duplicate parameter `{}`", p.name.text), p.name.span)
-                            .with_label("a parameter of this name already exists"),
+                        Diagnostic::new(
+                            format!("duplicate parameter `{}`", p.name.text),
+                            p.name.span,
+                        )
+                        .with_label("a parameter of this name already exists"),
                     );
                 }
                 self.declare(&p.name.text, ty.map(VarType::Scalar), false);
             }
             body = self.check_block(&f.body.stmts);
-            if let (Ret::Value(t), Some(ret)) = (self.ret, &f.ret) {
-                if !f.body_had_errors && !list_diverges(&f.body.stmts) {
-                    self.error(
-                        Diagnostic::new("missing return", ret.span).with_label(format!(
-                            "this function must return {t}, but can reach the end of its body"
-                        )),
-                    );
-                }
+            if let (Ret::Value(t), Some(ret)) = (self.ret, &f.ret)
+                && !f.body_had_errors
+                && !list_diverges(&f.body.stmts)
+            {
+                self.error(
+                    Diagnostic::new("missing return", ret.span).with_label(format!(
+                        "this function must return {t}, but can reach the end of its body"
+                    )),
+                );
             }
         }
         Function {
@@ -617,13 +643,13 @@ impl<'a> Checker<'a> {
                             .with_label("declared with parameters here"),
                     );
                 }
-                if let Ret::Value(t) = self.funcs[i as usize].ret {
-                    if t != Type::Int {
-                        self.error(
-                            Diagnostic::new("`main` must return nothing or int", f.name.span)
-                                .with_label(format!("returns {t}")),
-                        );
-                    }
+                if let Ret::Value(t) = self.funcs[i as usize].ret
+                    && t != Type::Int
+                {
+                    self.error(
+                        Diagnostic::new("`main` must return nothing or int", f.name.span)
+                            .with_label(format!("returns {t}")),
+                    );
                 }
             }
             Some(&r) => {
@@ -656,10 +682,10 @@ impl<'a> Checker<'a> {
 
     fn close_scope(&mut self, mark: usize) {
         while self.scope_log.len() > mark {
-            if let Some(name) = self.scope_log.pop() {
-                if let Some(ids) = self.scope.get_mut(name) {
-                    ids.pop();
-                }
+            if let Some(name) = self.scope_log.pop()
+                && let Some(ids) = self.scope.get_mut(name)
+            {
+                ids.pop();
             }
         }
     }
@@ -701,7 +727,10 @@ impl<'a> Checker<'a> {
     fn array_as_value(&mut self, name: &str, ty: ArrayType, span: Span) {
         self.error(
             Diagnostic::new("array used as a value", span)
-                .with_label(format!("`{name}` is an array of type {}", VarType::Array(ty)))
+                .with_label(format!(
+                    "`{name}` is an array of type {}",
+                    VarType::Array(ty)
+                ))
                 .with_note("an array can be indexed, copied with `=` or passed to `len`"),
         );
     }
@@ -709,7 +738,9 @@ impl<'a> Checker<'a> {
     /// Resolves a name that should be an array, reporting names that are no variable at all.
     fn lookup_array(&mut self, name: &str, span: Span) -> ArrayLookup {
         let ty = match self.resolve(name) {
-            Resolved::Local(id) => self.local_info[id as usize].ty.map(|t| (ArrayRef::Local(LocalId(id)), t)),
+            Resolved::Local(id) => self.local_info[id as usize]
+                .ty
+                .map(|t| (ArrayRef::Local(LocalId(id)), t)),
             Resolved::Item(ItemRef::Global(i)) => {
                 if self.in_const {
                     self.global_in_const(name, span);
@@ -745,10 +776,14 @@ impl<'a> Checker<'a> {
             return None;
         };
         let (r, ty) = match self.resolve(name) {
-            Resolved::Local(id) => (ArrayRef::Local(LocalId(id)), self.local_info[id as usize].ty?),
-            Resolved::Item(ItemRef::Global(i)) if !self.in_const => {
-                (ArrayRef::Global(GlobalId(i)), self.global_types[i as usize]?)
-            }
+            Resolved::Local(id) => (
+                ArrayRef::Local(LocalId(id)),
+                self.local_info[id as usize].ty?,
+            ),
+            Resolved::Item(ItemRef::Global(i)) if !self.in_const => (
+                ArrayRef::Global(GlobalId(i)),
+                self.global_types[i as usize]?,
+            ),
             _ => return None,
         };
         match ty {
@@ -775,7 +810,6 @@ impl<'a> Checker<'a> {
     // ----- statements -----
 
     fn check_block(&mut self, stmts: &'a [ast::Stmt]) -> Block {
-        crate::parser::probe("check_block");
         let mark = self.scope_log.len();
         let mut out = Vec::with_capacity(stmts.len());
         for s in stmts {
@@ -787,8 +821,11 @@ impl<'a> Checker<'a> {
         out
     }
 
+    /// Like the parser, the functions of the checker's recursion (`check_block`, `check_stmt`,
+    /// `check_if`, `check_while`, `check_for`, `check_expr` and the expression functions it
+    /// dispatches to) leave diagnostics and node building to helpers, to keep the stack frames
+    /// that repeat per level of nesting small in debug builds.
     fn check_stmt(&mut self, s: &'a ast::Stmt) -> Option<Stmt> {
-        crate::parser::probe("check_stmt");
         match &s.kind {
             StmtKind::Let { name, ty, init } => self.check_let(name, ty.as_ref(), init.as_ref()),
             StmtKind::Assign {
@@ -807,17 +844,7 @@ impl<'a> Checker<'a> {
                 cond,
                 body,
                 keyword,
-            } => {
-                let cond = self.check_cond(cond);
-                self.loops += 1;
-                let body = self.check_block(&body.stmts);
-                self.loops -= 1;
-                Some(Stmt::While {
-                    cond: cond?,
-                    body,
-                    span: *keyword,
-                })
-            }
+            } => self.check_while(cond, body, *keyword),
             StmtKind::For {
                 var,
                 start,
@@ -825,22 +852,46 @@ impl<'a> Checker<'a> {
                 body,
                 keyword,
             } => self.check_for(var, start, end, &body.stmts, *keyword),
-            StmtKind::Block(b) => Some(Stmt::Block(self.check_block(&b.stmts))),
-            StmtKind::Break | StmtKind::Continue => {
-                let is_break = matches!(s.kind, StmtKind::Break);
-                if self.loops == 0 {
-                    let word = if is_break { "break" } else { "continue" };
-                    let at = Span::new(s.span.start, s.span.start + word.len() as u32);
-                    self.error(
-                        Diagnostic::new(format!("`{word}` outside of a loop"), at)
-                            .with_label("not inside a `while` or `for` loop"),
-                    );
-                    return None;
-                }
-                Some(if is_break { Stmt::Break } else { Stmt::Continue })
-            }
+            StmtKind::Block(b) => self.check_block_stmt(b),
+            StmtKind::Break | StmtKind::Continue => self.check_jump(s),
             StmtKind::Return(value) => self.check_return(value.as_ref(), s.span),
         }
+    }
+
+    fn check_block_stmt(&mut self, b: &'a ast::Block) -> Option<Stmt> {
+        let block = self.check_block(&b.stmts);
+        Some(Stmt::Block(block))
+    }
+
+    fn check_while(
+        &mut self,
+        cond: &'a ast::Expr,
+        body: &'a ast::Block,
+        keyword: Span,
+    ) -> Option<Stmt> {
+        let cond = self.check_cond(cond);
+        self.loops += 1;
+        let body = self.check_block(&body.stmts);
+        self.loops -= 1;
+        finish_while(cond, body, keyword)
+    }
+
+    fn check_jump(&mut self, s: &ast::Stmt) -> Option<Stmt> {
+        let is_break = matches!(s.kind, StmtKind::Break);
+        if self.loops == 0 {
+            let word = if is_break { "break" } else { "continue" };
+            let at = Span::new(s.span.start, s.span.start + word.len() as u32);
+            self.error(
+                Diagnostic::new(format!("`{word}` outside of a loop"), at)
+                    .with_label("not inside a `while` or `for` loop"),
+            );
+            return None;
+        }
+        Some(if is_break {
+            Stmt::Break
+        } else {
+            Stmt::Continue
+        })
     }
 
     fn check_cond(&mut self, cond: &'a ast::Expr) -> Option<Expr> {
@@ -858,10 +909,10 @@ impl<'a> Checker<'a> {
         let declared = ty.map(|t| self.resolve_type(t));
         match (declared, init) {
             (Some(None), init) => {
-                if let Some(e) = init {
-                    if self.peek_array(e).is_none() {
-                        self.check_expr(e);
-                    }
+                if let Some(e) = init
+                    && self.peek_array(e).is_none()
+                {
+                    self.check_expr(e);
                 }
                 self.declare(&name.text, None, false);
                 None
@@ -870,12 +921,17 @@ impl<'a> Checker<'a> {
                 let value = self.check_expr(e);
                 let value = self.expect_type(value, t);
                 let local = self.declare(&name.text, Some(VarType::Scalar(t)), false);
-                Some(Stmt::Let { local, init: value? })
+                Some(Stmt::Let {
+                    local,
+                    init: value?,
+                })
             }
             (Some(Some(VarType::Scalar(t))), None) => {
                 self.error(
-                    Diagnostic::new("missing initializer", name.span)
-                        .with_label(format!("a scalar must be initialized: `let {}: {t} = ...;`", name.text)),
+                    Diagnostic::new("missing initializer", name.span).with_label(format!(
+                        "a scalar must be initialized: `let {}: {t} = ...;`",
+                        name.text
+                    )),
                 );
                 self.declare(&name.text, Some(VarType::Scalar(t)), false);
                 None
@@ -891,8 +947,10 @@ impl<'a> Checker<'a> {
             }
             (None, None) => {
                 self.error(
-                    Diagnostic::new("missing initializer", name.span)
-                        .with_label(format!("give `{}` a value: `let {} = ...;`", name.text, name.text)),
+                    Diagnostic::new("missing initializer", name.span).with_label(format!(
+                        "give `{}` a value: `let {} = ...;`",
+                        name.text, name.text
+                    )),
                 );
                 self.declare(&name.text, None, false);
                 None
@@ -905,7 +963,10 @@ impl<'a> Checker<'a> {
                 let value = self.check_expr(e);
                 let ty = value.as_ref().map(|v| VarType::Scalar(v.ty));
                 let local = self.declare(&name.text, ty, false);
-                Some(Stmt::Let { local, init: value? })
+                Some(Stmt::Let {
+                    local,
+                    init: value?,
+                })
             }
         }
     }
@@ -929,14 +990,21 @@ impl<'a> Checker<'a> {
                     match (info.ty, info.loop_var) {
                         (_, true) => {
                             self.error(
-                                Diagnostic::new(format!("cannot assign to loop variable `{n}`"), target.span)
-                                    .with_label("the variable of a `for` loop cannot be assigned")
-                                    .with_note(format!("copy it first: `let {n} = {n};`")),
+                                Diagnostic::new(
+                                    format!("cannot assign to loop variable `{n}`"),
+                                    target.span,
+                                )
+                                .with_label("the variable of a `for` loop cannot be assigned")
+                                .with_note(format!("copy it first: `let {n} = {n};`")),
                             );
                             Target::Failed
                         }
-                        (Some(VarType::Scalar(t)), _) => Target::Scalar(Place::Local(LocalId(id)), t),
-                        (Some(VarType::Array(a)), _) => Target::Array(ArrayRef::Local(LocalId(id)), a),
+                        (Some(VarType::Scalar(t)), _) => {
+                            Target::Scalar(Place::Local(LocalId(id)), t)
+                        }
+                        (Some(VarType::Array(a)), _) => {
+                            Target::Array(ArrayRef::Local(LocalId(id)), a)
+                        }
                         (None, _) => Target::Failed,
                     }
                 }
@@ -989,11 +1057,11 @@ impl<'a> Checker<'a> {
         match t {
             Target::Scalar(place, ty) => {
                 let mut ok = true;
-                if let Some(o) = op {
-                    if !op_accepts(o, ty) {
-                        self.bad_compound(o, op_span, ty);
-                        ok = false;
-                    }
+                if let Some(o) = op
+                    && !op_accepts(o, ty)
+                {
+                    self.bad_compound(o, op_span, ty);
+                    ok = false;
                 }
                 let v = self.check_expr(value);
                 let value = self.expect_type(v, ty)?;
@@ -1024,7 +1092,10 @@ impl<'a> Checker<'a> {
     fn bad_compound(&mut self, op: BinOp, span: Span, ty: impl std::fmt::Display) {
         self.error(
             Diagnostic::new(
-                format!("binary assignment operation `{}=` cannot be applied to type `{ty}`", op_symbol(op)),
+                format!(
+                    "binary assignment operation `{}=` cannot be applied to type `{ty}`",
+                    op_symbol(op)
+                ),
                 span,
             )
             .with_label(format!("the target has type {ty}")),
@@ -1062,19 +1133,18 @@ impl<'a> Checker<'a> {
         then_block: &'a ast::Block,
         else_branch: Option<&'a Else>,
     ) -> Option<Stmt> {
-        crate::parser::probe("check_if");
         let cond = self.check_cond(cond);
         let then_block = self.check_block(&then_block.stmts);
         let else_block = match else_branch {
             None => Vec::new(),
             Some(Else::Block(b)) => self.check_block(&b.stmts),
-            Some(Else::If(s)) => self.check_stmt(s).into_iter().collect(),
+            Some(Else::If(s)) => self.check_else_if(s),
         };
-        Some(Stmt::If {
-            cond: cond?,
-            then_block,
-            else_block,
-        })
+        finish_if(cond, then_block, else_block)
+    }
+
+    fn check_else_if(&mut self, s: &'a ast::Stmt) -> Block {
+        self.check_stmt(s).into_iter().collect()
     }
 
     fn check_for(
@@ -1085,24 +1155,17 @@ impl<'a> Checker<'a> {
         body: &'a [ast::Stmt],
         keyword: Span,
     ) -> Option<Stmt> {
-        crate::parser::probe("check_for");
-        let s = self.check_expr(start);
-        let start = self.expect_type(s, Type::Int);
-        let e = self.check_expr(end);
-        let end = self.expect_type(e, Type::Int);
+        let start = self.check_expr(start);
+        let start = self.expect_type(start, Type::Int);
+        let end = self.check_expr(end);
+        let end = self.expect_type(end, Type::Int);
         let mark = self.scope_log.len();
         let var = self.declare(&var.text, Some(VarType::Scalar(Type::Int)), true);
         self.loops += 1;
         let body = self.check_block(body);
         self.loops -= 1;
         self.close_scope(mark);
-        Some(Stmt::For {
-            var,
-            start: start?,
-            end: end?,
-            body,
-            span: keyword,
-        })
+        finish_for(var, start, end, body, keyword)
     }
 
     fn check_return(&mut self, value: Option<&'a ast::Expr>, span: Span) -> Option<Stmt> {
@@ -1139,43 +1202,38 @@ impl<'a> Checker<'a> {
 
     // ----- expressions -----
 
-    /// Checks an expression used as a scalar value. Each kind has its own function so that
-    /// this recursive one keeps a small stack frame.
+    /// Checks an expression used as a scalar value.
     fn check_expr(&mut self, e: &'a ast::Expr) -> Option<Expr> {
-        crate::parser::probe("check_expr");
-        let (kind, ty) = match &e.kind {
-            AstKind::Int(v) => (ExprKind::Const(Const::Int(*v)), Type::Int),
-            AstKind::Float(v) => (ExprKind::Const(Const::Float(*v)), Type::Float),
-            AstKind::Bool(v) => (ExprKind::Const(Const::Bool(*v)), Type::Bool),
-            AstKind::Str(_) => {
-                self.string_misplaced(e.span);
-                return None;
-            }
-            AstKind::Name(n) => return self.check_name(n, e.span),
-            AstKind::Call { name, args } => return self.check_call_value(name, args, e.span),
-            AstKind::Index { base, index } => {
-                let (array, index, elem) = self.check_index_parts(base, index)?;
-                (
-                    ExprKind::Index {
-                        array,
-                        index: Box::new(index),
-                    },
-                    elem,
-                )
-            }
-            AstKind::Unary { op, operand, .. } => return self.check_unary(*op, operand, e.span),
+        match &e.kind {
+            AstKind::Name(n) => self.check_name(n, e.span),
+            AstKind::Call { name, args } => self.check_call_value(name, args, e.span),
+            AstKind::Index { base, index } => self.check_index(base, index, e.span),
+            AstKind::Unary { op, operand } => self.check_unary(*op, operand, e.span),
             AstKind::Binary {
                 op,
                 op_span,
                 lhs,
                 rhs,
-            } => return self.check_binary(*op, *op_span, lhs, rhs, e.span),
-            AstKind::Cast { expr, ty, .. } => return self.check_cast(expr, *ty, e.span),
-            AstKind::Error => return None,
+            } => self.check_binary(*op, *op_span, lhs, rhs, e.span),
+            AstKind::Cast { expr, ty } => self.check_cast(expr, *ty, e.span),
+            AstKind::Error => None,
+            _ => self.check_literal(e),
+        }
+    }
+
+    fn check_literal(&mut self, e: &ast::Expr) -> Option<Expr> {
+        let c = match &e.kind {
+            AstKind::Int(v) => Const::Int(*v),
+            AstKind::Float(v) => Const::Float(*v),
+            AstKind::Bool(v) => Const::Bool(*v),
+            _ => {
+                self.string_misplaced(e.span);
+                return None;
+            }
         };
         Some(Expr {
-            kind,
-            ty,
+            kind: ExprKind::Const(c),
+            ty: c.ty(),
             span: e.span,
         })
     }
@@ -1229,13 +1287,31 @@ impl<'a> Checker<'a> {
         })
     }
 
+    fn check_index(
+        &mut self,
+        base: &'a ast::Expr,
+        index: &'a ast::Expr,
+        span: Span,
+    ) -> Option<Expr> {
+        let parts = self.check_index_parts(base, index);
+        finish_index(parts, span)
+    }
+
     /// `base[index]`: the array, the checked index and the element type.
     fn check_index_parts(
         &mut self,
         base: &'a ast::Expr,
         index: &'a ast::Expr,
     ) -> Option<(ArrayRef, Expr, Type)> {
-        let array = match &base.kind {
+        let array = self.index_base(base);
+        let i = self.check_expr(index);
+        let index = self.expect_type(i, Type::Int);
+        let (r, a) = array?;
+        Some((r, index?, a.elem))
+    }
+
+    fn index_base(&mut self, base: &'a ast::Expr) -> Option<(ArrayRef, ArrayType)> {
+        match &base.kind {
             AstKind::Name(n) => match self.lookup_array(n, base.span) {
                 ArrayLookup::Array(r, a) => Some((r, a)),
                 ArrayLookup::Scalar(t) => {
@@ -1245,16 +1321,13 @@ impl<'a> Checker<'a> {
                 ArrayLookup::Failed => None,
             },
             _ => {
-                if let Some(b) = self.check_expr(base) {
+                let b = self.check_expr(base);
+                if let Some(b) = b {
                     self.not_indexable(base.span, b.ty);
                 }
                 None
             }
-        };
-        let i = self.check_expr(index);
-        let index = self.expect_type(i, Type::Int);
-        let (r, a) = array?;
-        Some((r, index?, a.elem))
+        }
     }
 
     fn not_indexable(&mut self, span: Span, ty: Type) {
@@ -1265,7 +1338,11 @@ impl<'a> Checker<'a> {
     }
 
     fn check_unary(&mut self, op: UnOp, operand: &'a ast::Expr, span: Span) -> Option<Expr> {
-        let x = self.check_expr(operand)?;
+        let x = self.check_expr(operand);
+        self.finish_unary(op, x?, span)
+    }
+
+    fn finish_unary(&mut self, op: UnOp, x: Expr, span: Span) -> Option<Expr> {
         let ok = match op {
             UnOp::Neg => matches!(x.ty, Type::Int | Type::Float),
             UnOp::Not => matches!(x.ty, Type::Int | Type::Bool),
@@ -1299,9 +1376,19 @@ impl<'a> Checker<'a> {
         rhs: &'a ast::Expr,
         span: Span,
     ) -> Option<Expr> {
-        crate::parser::probe("check_binary");
         let l = self.check_expr(lhs);
         let r = self.check_expr(rhs);
+        self.finish_binary(op, op_span, l, r, span)
+    }
+
+    fn finish_binary(
+        &mut self,
+        op: BinaryOp,
+        op_span: Span,
+        l: Option<Expr>,
+        r: Option<Expr>,
+        span: Span,
+    ) -> Option<Expr> {
         let BinaryOp::Op(op) = op else {
             let l = self.expect_type(l, Type::Bool);
             let r = self.expect_type(r, Type::Bool);
@@ -1321,7 +1408,11 @@ impl<'a> Checker<'a> {
         if !op_accepts(op, l.ty) {
             self.error(
                 Diagnostic::new(
-                    format!("binary operation `{}` cannot be applied to type `{}`", op_symbol(op), l.ty),
+                    format!(
+                        "binary operation `{}` cannot be applied to type `{}`",
+                        op_symbol(op),
+                        l.ty
+                    ),
                     op_span,
                 )
                 .with_label(format!("the left operand has type {}", l.ty)),
@@ -1343,7 +1434,11 @@ impl<'a> Checker<'a> {
     }
 
     fn check_cast(&mut self, inner: &'a ast::Expr, to: Type, span: Span) -> Option<Expr> {
-        let x = self.check_expr(inner)?;
+        let x = self.check_expr(inner);
+        self.finish_cast(x?, to, span)
+    }
+
+    fn finish_cast(&mut self, x: Expr, to: Type, span: Span) -> Option<Expr> {
         if x.ty == to {
             // An identity cast is removed; the operand keeps its span, which locates any
             // run-time error it raises.
@@ -1377,7 +1472,12 @@ impl<'a> Checker<'a> {
         args: &'a [ast::Expr],
         span: Span,
     ) -> Option<Expr> {
-        match self.check_call(name, args, span)? {
+        let out = self.check_call(name, args, span);
+        self.call_value(name, out?, span)
+    }
+
+    fn call_value(&mut self, name: &ast::Name, out: CallOut, span: Span) -> Option<Expr> {
+        match out {
             CallOut::Value(e) => Some(e),
             CallOut::Void(_) | CallOut::Print(_) => {
                 self.error(
@@ -1397,6 +1497,23 @@ impl<'a> Checker<'a> {
         args: &'a [ast::Expr],
         span: Span,
     ) -> Option<CallOut> {
+        if BUILTINS.contains(&name.text.as_str()) && !self.in_const {
+            return self.check_builtin(name, args, span);
+        }
+        let Some((callee, params, ret)) = self.call_target(name, span) else {
+            self.check_args_silently(args);
+            return None;
+        };
+        let args = self.check_args(&name.text, args, &params, span);
+        finish_call(callee, args?, ret, span)
+    }
+
+    /// What a call's name refers to, or `None` after reporting why it cannot be called.
+    fn call_target(
+        &mut self,
+        name: &ast::Name,
+        span: Span,
+    ) -> Option<(Callee, Vec<Option<Type>>, Ret)> {
         let n = name.text.as_str();
         if self.in_const {
             self.error(
@@ -1405,53 +1522,42 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
-        if BUILTINS.contains(&n) {
-            return self.check_builtin(name, args, span);
-        }
-        let (callee, params, ret) = match self.names.get(n) {
+        match self.names.get(n) {
             Some(&ItemRef::Func(i)) => {
                 let info = &self.funcs[i as usize];
                 if info.poisoned {
-                    self.check_args_silently(args);
                     return None;
                 }
-                (Callee::Function(FuncId(i)), info.params.clone(), info.ret)
+                Some((Callee::Function(FuncId(i)), info.params.clone(), info.ret))
             }
             Some(&r) => {
-                let what = if matches!(r, ItemRef::Global(_)) { "a global" } else { "a const" };
+                let what = if matches!(r, ItemRef::Global(_)) {
+                    "a global"
+                } else {
+                    "a const"
+                };
                 self.error(
                     Diagnostic::new(format!("`{n}` is not a function"), name.span)
                         .with_label(format!("`{n}` is {what}")),
                 );
-                self.check_args_silently(args);
-                return None;
+                None
             }
             None => match self.hosts.iter().position(|h| h.name == n) {
                 Some(i) => {
                     let sig = &self.hosts[i].sig;
                     let ret = sig.ret.map_or(Ret::Nothing, Ret::Value);
-                    (Callee::Host(HostId(i as u32)), sig.params.iter().map(|&p| Some(p)).collect(), ret)
+                    let params = sig.params.iter().map(|&p| Some(p)).collect();
+                    Some((Callee::Host(HostId(i as u32)), params, ret))
                 }
                 None => {
                     self.error(
-                        Diagnostic::new(format!("unknown function `{n}`"), name.span)
-                            .with_label("not a function of this module, a builtin or a host function"),
+                        Diagnostic::new(format!("unknown function `{n}`"), name.span).with_label(
+                            "not a function of this module, a builtin or a host function",
+                        ),
                     );
-                    self.check_args_silently(args);
-                    return None;
+                    None
                 }
             },
-        };
-        let args = self.check_args(n, args, &params, span)?;
-        let call = Call { callee, args, span };
-        match ret {
-            Ret::Value(ty) => Some(CallOut::Value(Expr {
-                kind: ExprKind::Call(call),
-                ty,
-                span,
-            })),
-            Ret::Nothing => Some(CallOut::Void(call)),
-            Ret::Error => None,
         }
     }
 
@@ -1490,15 +1596,20 @@ impl<'a> Checker<'a> {
         let mut out = Vec::with_capacity(args.len());
         for (i, a) in args.iter().enumerate() {
             let e = self.check_expr(a);
-            match params.get(i) {
-                Some(Some(t)) => match self.expect_type(e, *t) {
-                    Some(e) => out.push(e),
-                    None => ok = false,
-                },
-                _ => ok = false,
-            }
+            ok &= self.push_arg(e, params.get(i).copied().flatten(), &mut out);
         }
         ok.then_some(out)
+    }
+
+    fn push_arg(&mut self, e: Option<Expr>, param: Option<Type>, out: &mut Vec<Expr>) -> bool {
+        let Some(t) = param else { return false };
+        match self.expect_type(e, t) {
+            Some(e) => {
+                out.push(e);
+                true
+            }
+            None => false,
+        }
     }
 
     fn check_builtin(
@@ -1508,106 +1619,185 @@ impl<'a> Checker<'a> {
         span: Span,
     ) -> Option<CallOut> {
         let n = name.text.as_str();
-        let want = match n {
-            "pow" | "min" | "max" => 2,
-            _ => 1,
+        let want = if matches!(n, "pow" | "min" | "max") {
+            2
+        } else {
+            1
         };
         if !self.arity(n, want, args.len(), span) {
             self.check_args_silently(args);
             return None;
         }
-        let call = |b: Builtin, args: Vec<Expr>, ty: Type| {
-            CallOut::Value(Expr {
-                kind: ExprKind::Call(Call {
-                    callee: Callee::Builtin(b),
-                    args,
-                    span,
-                }),
-                ty,
-                span,
-            })
-        };
-        let math = match n {
-            "sqrt" => Some(Builtin::Sqrt),
-            "sin" => Some(Builtin::Sin),
-            "cos" => Some(Builtin::Cos),
-            "tan" => Some(Builtin::Tan),
-            "exp" => Some(Builtin::Exp),
-            "ln" => Some(Builtin::Ln),
-            "floor" => Some(Builtin::Floor),
-            "ceil" => Some(Builtin::Ceil),
-            _ => None,
-        };
-        if let Some(b) = math {
-            let x = self.check_expr(&args[0]);
-            let x = self.expect_type(x, Type::Float)?;
-            return Some(call(b, vec![x], Type::Float));
-        }
         match n {
-            "print" => {
-                if let AstKind::Str(s) = &args[0].kind {
-                    return Some(CallOut::Print(PrintArg::Str(s.clone())));
-                }
-                let x = self.check_expr(&args[0])?;
-                Some(CallOut::Print(PrintArg::Value(x)))
-            }
-            "len" => {
-                let a = &args[0];
-                let found: VarType = match &a.kind {
-                    AstKind::Name(v) => match self.lookup_array(v, a.span) {
-                        ArrayLookup::Array(_, ty) => {
-                            return Some(CallOut::Value(Expr {
-                                kind: ExprKind::Const(Const::Int(i64::from(ty.len))),
-                                ty: Type::Int,
-                                span,
-                            }));
-                        }
-                        ArrayLookup::Scalar(t) => VarType::Scalar(t),
-                        ArrayLookup::Failed => return None,
-                    },
-                    _ => VarType::Scalar(self.check_expr(a)?.ty),
-                };
-                self.mismatch(a.span, "an array", found);
-                None
-            }
-            "pow" => {
-                let x = self.check_expr(&args[0]);
-                let y = self.check_expr(&args[1]);
-                let x = self.expect_type(x, Type::Float);
-                let y = self.expect_type(y, Type::Float);
-                Some(call(Builtin::Pow, vec![x?, y?], Type::Float))
-            }
-            _ => {
-                // abs, min, max: overloaded on int and float, chosen by the first argument.
-                let x = self.check_expr(&args[0]);
-                let y = args.get(1).map(|a| self.check_expr(a));
-                let x = x?;
-                if !matches!(x.ty, Type::Int | Type::Float) {
-                    self.mismatch(x.span, "int or float", x.ty);
-                    return None;
-                }
-                let is_int = x.ty == Type::Int;
-                let (b, args) = match (n, y) {
-                    ("abs", _) => {
-                        let b = if is_int { Builtin::AbsInt } else { Builtin::AbsFloat };
-                        (b, vec![x])
-                    }
-                    (_, y) => {
-                        let y = self.expect_type(y.flatten(), x.ty)?;
-                        let b = match (n, is_int) {
-                            ("min", true) => Builtin::MinInt,
-                            ("min", false) => Builtin::MinFloat,
-                            (_, true) => Builtin::MaxInt,
-                            (_, false) => Builtin::MaxFloat,
-                        };
-                        (b, vec![x, y])
-                    }
-                };
-                let ty = args[0].ty;
-                Some(call(b, args, ty))
-            }
+            "print" => self.check_print(&args[0]),
+            "len" => self.check_len(&args[0], span),
+            "pow" => self.check_pow(args, span),
+            "abs" | "min" | "max" => self.check_overloaded(n, args, span),
+            _ => self.check_math(n, &args[0], span),
         }
     }
+
+    fn check_print(&mut self, arg: &'a ast::Expr) -> Option<CallOut> {
+        if let AstKind::Str(s) = &arg.kind {
+            return Some(CallOut::Print(PrintArg::Str(s.clone())));
+        }
+        let x = self.check_expr(arg);
+        Some(CallOut::Print(PrintArg::Value(x?)))
+    }
+
+    /// `len(a)` is folded to the array's length.
+    fn check_len(&mut self, a: &'a ast::Expr, span: Span) -> Option<CallOut> {
+        let found: VarType = match &a.kind {
+            AstKind::Name(v) => match self.lookup_array(v, a.span) {
+                ArrayLookup::Array(_, ty) => {
+                    return Some(CallOut::Value(Expr {
+                        kind: ExprKind::Const(Const::Int(i64::from(ty.len))),
+                        ty: Type::Int,
+                        span,
+                    }));
+                }
+                ArrayLookup::Scalar(t) => VarType::Scalar(t),
+                ArrayLookup::Failed => return None,
+            },
+            _ => VarType::Scalar(self.check_expr(a)?.ty),
+        };
+        self.mismatch(a.span, "an array", found);
+        None
+    }
+
+    fn check_math(&mut self, n: &str, arg: &'a ast::Expr, span: Span) -> Option<CallOut> {
+        let x = self.check_expr(arg);
+        let x = self.expect_type(x, Type::Float)?;
+        let b = match n {
+            "sqrt" => Builtin::Sqrt,
+            "sin" => Builtin::Sin,
+            "cos" => Builtin::Cos,
+            "tan" => Builtin::Tan,
+            "exp" => Builtin::Exp,
+            "ln" => Builtin::Ln,
+            "floor" => Builtin::Floor,
+            _ => Builtin::Ceil,
+        };
+        builtin_call(b, vec![x], span)
+    }
+
+    fn check_pow(&mut self, args: &'a [ast::Expr], span: Span) -> Option<CallOut> {
+        let x = self.check_expr(&args[0]);
+        let y = self.check_expr(&args[1]);
+        let x = self.expect_type(x, Type::Float);
+        let y = self.expect_type(y, Type::Float);
+        builtin_call(Builtin::Pow, vec![x?, y?], span)
+    }
+
+    /// `abs`, `min` and `max`: overloaded on int and float, chosen by the first argument.
+    fn check_overloaded(&mut self, n: &str, args: &'a [ast::Expr], span: Span) -> Option<CallOut> {
+        let x = self.check_expr(&args[0]);
+        let y = match args.get(1) {
+            Some(a) => self.check_expr(a),
+            None => None,
+        };
+        self.finish_overloaded(n, x?, y, span)
+    }
+
+    fn finish_overloaded(
+        &mut self,
+        n: &str,
+        x: Expr,
+        y: Option<Expr>,
+        span: Span,
+    ) -> Option<CallOut> {
+        if !matches!(x.ty, Type::Int | Type::Float) {
+            self.mismatch(x.span, "int or float", x.ty);
+            return None;
+        }
+        let is_int = x.ty == Type::Int;
+        if n == "abs" {
+            let b = if is_int {
+                Builtin::AbsInt
+            } else {
+                Builtin::AbsFloat
+            };
+            return builtin_call(b, vec![x], span);
+        }
+        let y = self.expect_type(y, x.ty)?;
+        let b = match (n, is_int) {
+            ("min", true) => Builtin::MinInt,
+            ("min", false) => Builtin::MinFloat,
+            (_, true) => Builtin::MaxInt,
+            (_, false) => Builtin::MaxFloat,
+        };
+        builtin_call(b, vec![x, y], span)
+    }
+}
+
+fn finish_call(callee: Callee, args: Vec<Expr>, ret: Ret, span: Span) -> Option<CallOut> {
+    let call = Call { callee, args, span };
+    match ret {
+        Ret::Value(ty) => Some(CallOut::Value(Expr {
+            kind: ExprKind::Call(call),
+            ty,
+            span,
+        })),
+        Ret::Nothing => Some(CallOut::Void(call)),
+        Ret::Error => None,
+    }
+}
+
+fn builtin_call(b: Builtin, args: Vec<Expr>, span: Span) -> Option<CallOut> {
+    let ty = args[0].ty;
+    Some(CallOut::Value(Expr {
+        kind: ExprKind::Call(Call {
+            callee: Callee::Builtin(b),
+            args,
+            span,
+        }),
+        ty,
+        span,
+    }))
+}
+
+fn finish_while(cond: Option<Expr>, body: Block, span: Span) -> Option<Stmt> {
+    Some(Stmt::While {
+        cond: cond?,
+        body,
+        span,
+    })
+}
+
+fn finish_if(cond: Option<Expr>, then_block: Block, else_block: Block) -> Option<Stmt> {
+    Some(Stmt::If {
+        cond: cond?,
+        then_block,
+        else_block,
+    })
+}
+
+fn finish_for(
+    var: LocalId,
+    start: Option<Expr>,
+    end: Option<Expr>,
+    body: Block,
+    span: Span,
+) -> Option<Stmt> {
+    Some(Stmt::For {
+        var,
+        start: start?,
+        end: end?,
+        body,
+        span,
+    })
+}
+
+fn finish_index(parts: Option<(ArrayRef, Expr, Type)>, span: Span) -> Option<Expr> {
+    let (array, index, ty) = parts?;
+    Some(Expr {
+        kind: ExprKind::Index {
+            array,
+            index: Box::new(index),
+        },
+        ty,
+        span,
+    })
 }
 
 /// Whether a statement list cannot reach its end, by the rules of LANGUAGE.md section 3: it
@@ -1682,7 +1872,10 @@ mod tests {
     fn ok(text: &str) -> Program {
         match run(text, false) {
             Ok(p) => p,
-            Err(d) => panic!("{text}\n{}", crate::render(&SourceFile::new("t.kl", text), &d)),
+            Err(d) => panic!(
+                "{text}\n{}",
+                crate::render(&SourceFile::new("t.kl", text), &d)
+            ),
         }
     }
 
@@ -1696,7 +1889,13 @@ mod tests {
             Ok(_) => panic!("no error in {text}"),
             Err(d) => d
                 .iter()
-                .map(|d| format!("{} @ {}", d.message, &text[d.span.start as usize..d.span.end as usize]))
+                .map(|d| {
+                    format!(
+                        "{} @ {}",
+                        d.message,
+                        &text[d.span.start as usize..d.span.end as usize]
+                    )
+                })
                 .collect(),
         }
     }
@@ -1724,7 +1923,11 @@ mod tests {
                 len: 3
             })
         );
-        let Stmt::Assign { place: Place::Index { index, .. }, .. } = &body(&p, "main").body[1] else {
+        let Stmt::Assign {
+            place: Place::Index { index, .. },
+            ..
+        } = &body(&p, "main").body[1]
+        else {
             panic!()
         };
         assert!(matches!(index.kind, ExprKind::Const(Const::Int(2))));
@@ -1732,26 +1935,47 @@ mod tests {
 
     #[test]
     fn shadowing_reads_the_outer_binding() {
-        let p = ok("fn f(x: int) -> float { let x = x + 1; { let x = 2.5; } let x = x as float; return x; }");
+        let p = ok(
+            "fn f(x: int) -> float { let x = x + 1; { let x = 2.5; } let x = x as float; return x; }",
+        );
         let f = body(&p, "f");
-        let names: Vec<(&str, VarType)> = f.locals.iter().map(|l| (l.name.as_str(), l.ty)).collect();
+        let names: Vec<(&str, VarType)> =
+            f.locals.iter().map(|l| (l.name.as_str(), l.ty)).collect();
         use VarType::Scalar as S;
         assert_eq!(
             names,
-            [("x", S(Type::Int)), ("x", S(Type::Int)), ("x", S(Type::Float)), ("x", S(Type::Float))]
+            [
+                ("x", S(Type::Int)),
+                ("x", S(Type::Int)),
+                ("x", S(Type::Float)),
+                ("x", S(Type::Float))
+            ]
         );
-        let Stmt::Let { local, init } = &f.body[0] else { panic!() };
+        let Stmt::Let { local, init } = &f.body[0] else {
+            panic!()
+        };
         assert_eq!(*local, LocalId(1));
-        let ExprKind::Binary { lhs, .. } = &init.kind else { panic!() };
+        let ExprKind::Binary { lhs, .. } = &init.kind else {
+            panic!()
+        };
         assert!(matches!(lhs.kind, ExprKind::Local(LocalId(0))));
-        let Stmt::Let { local, init } = &f.body[2] else { panic!() };
+        let Stmt::Let { local, init } = &f.body[2] else {
+            panic!()
+        };
         assert_eq!(*local, LocalId(3));
-        let ExprKind::Cast(inner) = &init.kind else { panic!() };
+        let ExprKind::Cast(inner) = &init.kind else {
+            panic!()
+        };
         assert!(matches!(inner.kind, ExprKind::Local(LocalId(1))));
-        let Stmt::Return(Some(r)) = &f.body[3] else { panic!() };
+        let Stmt::Return(Some(r)) = &f.body[3] else {
+            panic!()
+        };
         assert!(matches!(r.kind, ExprKind::Local(LocalId(3))));
         // The inner block's `x` is gone after it.
-        assert_eq!(errs("fn f() { { let y = 1; } y = 2; }"), ["unknown name `y` @ y"]);
+        assert_eq!(
+            errs("fn f() { { let y = 1; } y = 2; }"),
+            ["unknown name `y` @ y"]
+        );
     }
 
     #[test]
@@ -1765,12 +1989,20 @@ mod tests {
             const A2: int = 4;
         ");
         let f = body(&p, "f");
-        let Stmt::Print(PrintArg::Value(b)) = &f.body[1] else { panic!() };
+        let Stmt::Print(PrintArg::Value(b)) = &f.body[1] else {
+            panic!()
+        };
         assert!(matches!(b.kind, ExprKind::Const(Const::Float(v)) if v == f64::INFINITY));
-        let Stmt::Return(Some(e)) = &f.body[2] else { panic!() };
-        let ExprKind::Binary { lhs, rhs, .. } = &e.kind else { panic!() };
+        let Stmt::Return(Some(e)) = &f.body[2] else {
+            panic!()
+        };
+        let ExprKind::Binary { lhs, rhs, .. } = &e.kind else {
+            panic!()
+        };
         assert!(matches!(rhs.kind, ExprKind::Const(Const::Int(2))));
-        let ExprKind::Binary { lhs, rhs, .. } = &lhs.kind else { panic!() };
+        let ExprKind::Binary { lhs, rhs, .. } = &lhs.kind else {
+            panic!()
+        };
         assert!(matches!(lhs.kind, ExprKind::Const(Const::Int(4))));
         assert!(matches!(rhs.kind, ExprKind::Const(Const::Int(i64::MIN))));
     }
@@ -1779,14 +2011,19 @@ mod tests {
     fn const_errors() {
         assert_eq!(
             errs("const A: int = B + 1; const B: int = A; const S: int = S; const C: int = A;"),
-            ["cycle in the definition of const `A` @ A", "cycle in the definition of const `S` @ S"]
+            [
+                "cycle in the definition of const `A` @ A",
+                "cycle in the definition of const `S` @ S"
+            ]
         );
         assert_eq!(
             errs("const A: int = 5 % (2 - 2); const B: int = A + 1;"),
             ["division by zero in a constant expression @ %"]
         );
         assert_eq!(
-            errs("global g: int = 1; const A: int = g; global h: int = g + f(); fn f() -> int { return 1; }"),
+            errs(
+                "global g: int = 1; const A: int = g; global h: int = g + f(); fn f() -> int { return 1; }"
+            ),
             [
                 "globals cannot be used in constant expressions @ g",
                 "globals cannot be used in constant expressions @ g",
@@ -1794,10 +2031,18 @@ mod tests {
             ]
         );
         assert_eq!(errs("const A: float = 1;"), ["mismatched types @ 1"]);
-        assert_eq!(errs("const A: int = 1.5 as bool;"), ["invalid cast @ 1.5 as bool"]);
-        assert_eq!(errs("const A: [int; 2] = 1;"), ["a const must have a scalar type @ [int; 2]"]);
         assert_eq!(
-            errs("const Z: int = 0; const F: float = 2.0; global a: [int; Z]; global b: [int; F]; global c: [int; 16777217]; global d: [int; 2 + 2]; global e: [int; 16777216];"),
+            errs("const A: int = 1.5 as bool;"),
+            ["invalid cast @ 1.5 as bool"]
+        );
+        assert_eq!(
+            errs("const A: [int; 2] = 1;"),
+            ["a const must have a scalar type @ [int; 2]"]
+        );
+        assert_eq!(
+            errs(
+                "const Z: int = 0; const F: float = 2.0; global a: [int; Z]; global b: [int; F]; global c: [int; 16777217]; global d: [int; 2 + 2]; global e: [int; 16777216];"
+            ),
             [
                 "array length out of range @ Z",
                 "mismatched types @ F",
@@ -1814,12 +2059,16 @@ mod tests {
         for i in 0..n {
             text.push_str(&format!("const C{i}: int = C{} + 1;\n", i + 1));
         }
-        text.push_str(&format!("const C{n}: int = 0;\nfn f() -> int {{ return C0; }}"));
+        text.push_str(&format!(
+            "const C{n}: int = 0;\nfn f() -> int {{ return C0; }}"
+        ));
         std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
                 let p = ok(&text);
-                let Stmt::Return(Some(e)) = &body(&p, "f").body[0] else { panic!() };
+                let Stmt::Return(Some(e)) = &body(&p, "f").body[0] else {
+                    panic!()
+                };
                 assert!(matches!(e.kind, ExprKind::Const(Const::Int(100_000))));
             })
             .unwrap()
@@ -1873,7 +2122,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            errs("const K: int = 1; fn g() {} fn f() { let x; let y: int; K = 2; g = 1; x + 1; return 1; }"),
+            errs(
+                "const K: int = 1; fn g() {} fn f() { let x; let y: int; K = 2; g = 1; x + 1; return 1; }"
+            ),
             [
                 "missing initializer @ x",
                 "missing initializer @ y",
@@ -1882,7 +2133,10 @@ mod tests {
                 "unexpected return value @ 1",
             ]
         );
-        assert_eq!(errs("fn f() { 1 + 2; }"), ["invalid expression statement @ 1 + 2"]);
+        assert_eq!(
+            errs("fn f() { 1 + 2; }"),
+            ["invalid expression statement @ 1 + 2"]
+        );
     }
 
     #[test]
@@ -1903,11 +2157,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            errs("fn f() { let a = true as float; let b = 1 as bool; let c = 1.0 as int as float; }"),
+            errs(
+                "fn f() { let a = true as float; let b = 1 as bool; let c = 1.0 as int as float; }"
+            ),
             ["invalid cast @ true as float", "invalid cast @ 1 as bool"]
         );
         // No cascade: `x` has an unknown type after its failed initializer.
-        assert_eq!(errs("fn f() { let x = nope; let y = x + 1.5; x = true; }"), ["unknown name `nope` @ nope"]);
+        assert_eq!(
+            errs("fn f() { let x = nope; let y = x + 1.5; x = true; }"),
+            ["unknown name `nope` @ nope"]
+        );
     }
 
     #[test]
@@ -1915,10 +2174,19 @@ mod tests {
         let p = ok("global g: [int; 3];
             fn f() { let a: [int; 3]; let b = a; a = g; g = b; let c: [int; 3] = g; a[1] += c[2]; }");
         let f = body(&p, "f");
-        assert!(matches!(f.body[1], Stmt::LetCopyArray { local: LocalId(1), src: ArrayRef::Local(LocalId(0)) }));
+        assert!(matches!(
+            f.body[1],
+            Stmt::LetCopyArray {
+                local: LocalId(1),
+                src: ArrayRef::Local(LocalId(0))
+            }
+        ));
         assert!(matches!(
             f.body[2],
-            Stmt::CopyArray { dst: ArrayRef::Local(LocalId(0)), src: ArrayRef::Global(GlobalId(0)) }
+            Stmt::CopyArray {
+                dst: ArrayRef::Local(LocalId(0)),
+                src: ArrayRef::Global(GlobalId(0))
+            }
         ));
         assert_eq!(
             errs("global g: [int; 3]; global h: [float; 3] = 0;
@@ -1948,7 +2216,9 @@ mod tests {
         let f = body(&p, "f");
         assert!(matches!(&f.body[1], Stmt::Print(PrintArg::Str(s)) if s == "hi\n"));
         assert_eq!(f.body.len(), 4, "`len(a);` runs nothing");
-        let Stmt::Return(Some(e)) = &f.body[3] else { panic!() };
+        let Stmt::Return(Some(e)) = &f.body[3] else {
+            panic!()
+        };
         let mut callees = Vec::new();
         let mut e: &Expr = e;
         while let ExprKind::Binary { lhs, rhs, .. } = &e.kind {
@@ -1998,7 +2268,9 @@ mod tests {
     #[test]
     fn names_clash_with_builtins_hosts_and_each_other() {
         assert_eq!(
-            errs("fn len() {} global spawn: int = 1; const x: int = 1; fn x() {} global x: bool = true;"),
+            errs(
+                "fn len() {} global spawn: int = 1; const x: int = 1; fn x() {} global x: bool = true;"
+            ),
             [
                 "`len` is a builtin and cannot be redefined @ len",
                 "`spawn` is a registered host function and cannot be redefined @ spawn",
@@ -2006,7 +2278,10 @@ mod tests {
                 "the name `x` is defined multiple times @ x",
             ]
         );
-        assert_eq!(errs("fn f(a: int, a: float) {}"), ["duplicate parameter `a` @ a"]);
+        assert_eq!(
+            errs("fn f(a: int, a: float) {}"),
+            ["duplicate parameter `a` @ a"]
+        );
     }
 
     #[test]
@@ -2014,9 +2289,18 @@ mod tests {
         assert!(run("fn main() {}", true).is_ok());
         assert!(run("fn main() -> int { return 0; }", true).is_ok());
         assert_eq!(errs_with("fn f() {}", true), ["missing `fn main()` @ "]);
-        assert_eq!(errs_with("fn main(a: int) {}", true), ["`main` must not take parameters @ main"]);
-        assert_eq!(errs_with("fn main() -> float { return 1.0; }", true), ["`main` must return nothing or int @ main"]);
-        assert_eq!(errs_with("global main: int = 1;", true), ["`main` must be a function @ main"]);
+        assert_eq!(
+            errs_with("fn main(a: int) {}", true),
+            ["`main` must not take parameters @ main"]
+        );
+        assert_eq!(
+            errs_with("fn main() -> float { return 1.0; }", true),
+            ["`main` must return nothing or int @ main"]
+        );
+        assert_eq!(
+            errs_with("global main: int = 1;", true),
+            ["`main` must be a function @ main"]
+        );
         assert!(run("fn f() {}", false).is_ok());
     }
 
@@ -2024,36 +2308,64 @@ mod tests {
     fn syntax_errors_do_not_cascade_into_type_errors() {
         // The broken header leaves `g` unchecked; calls to it are not reported either.
         assert_eq!(
-            errs("fn g(a int) -> int { return nope; } fn f() -> int { let x = g(1, 2); let y = ; return x; }"),
-            ["expected `:`, found keyword `int` @ int", "expected an expression, found `;` @ ;"]
+            errs(
+                "fn g(a int) -> int { return nope; } fn f() -> int { let x = g(1, 2); let y = ; return x; }"
+            ),
+            [
+                "expected `:`, found keyword `int` @ int",
+                "expected an expression, found `;` @ ;"
+            ]
         );
     }
 
-    /// Nesting just under the parser's limit checks fine on the default 2 MiB test stack.
+    /// Programs nested just under the parser's limit parse, check and drop within half of the
+    /// 2 MiB stack a test thread gets by default, in a debug build: the headroom is for the
+    /// caller's frames and for back ends that recurse over the same tree.
     #[test]
-    fn deep_but_legal_nesting_checks_on_a_small_stack() {
-        let depth = 82;
-        let mut text = String::from("fn f(x: int) -> int {\n");
-        for _ in 0..depth {
-            text.push_str("if x > 0 { while x < 3 { for i in 0..x { ");
+    fn deep_but_legal_nesting_fits_in_half_the_default_stack() {
+        let n = 240;
+        let mut blocks = String::from("fn b(x: int) -> int {\n");
+        for _ in 0..n / 3 {
+            blocks.push_str("if x > 0 { while x < 3 { for i in 0..x { ");
         }
-        text.push_str("x += 1;");
-        for _ in 0..depth {
-            text.push_str("} } }");
+        blocks.push_str("x += 1;");
+        blocks.push_str(&"} } }".repeat(n / 3));
+        blocks.push_str("return x; }\n");
+        let chain: String = (0..n).map(|i| format!(" else if {i} > 0 {{ }}")).collect();
+        let cases = [
+            blocks,
+            format!("fn k() {{ if false {{ }}{chain} }}"),
+            format!(
+                "fn p(x: int) -> int {{ return {}x{}; }}",
+                "(".repeat(n),
+                " + 1)".repeat(n)
+            ),
+            format!("fn q() -> int {{ return 1{}; }}", " * 2 - 1".repeat(n / 2)),
+            format!("fn u() -> int {{ return {}1; }}", "-".repeat(n)),
+            format!(
+                "fn g(x: int) -> int {{ return {}x{}; }}",
+                "g(".repeat(n),
+                ")".repeat(n)
+            ),
+            format!(
+                "fn s() -> float {{ return {}1.0{}; }}",
+                "sqrt(".repeat(n),
+                ")".repeat(n)
+            ),
+            format!(
+                "fn i() -> int {{ let a: [int; 2]; return {}0{}; }}",
+                "a[".repeat(n),
+                "]".repeat(n)
+            ),
+        ];
+        for text in cases {
+            std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || drop(ok(&text)))
+                .unwrap()
+                .join()
+                .unwrap();
         }
-        text.push_str(&format!("return {}x{}; }}\n", "(".repeat(200), " + 1)".repeat(200)));
-        text.push_str(&format!("fn g() -> int {{ return 1{}; }}\n", " * 2 - 1".repeat(120)));
-        text.push_str(&format!("fn h() -> int {{ return {}1; }}\n", "-".repeat(250)));
-        let chain: String = (0..250).map(|i| format!(" else if {i} > 0 {{ }}")).collect();
-        text.push_str(&format!("fn k() {{ if false {{ }}{chain} }}\n"));
-        std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(move || {
-                ok(&text);
-            })
-            .unwrap()
-            .join()
-            .unwrap();
     }
 
     /// Every program of the shared corpus: those under `compile_errors/` must fail to check,
@@ -2061,14 +2373,18 @@ mod tests {
     #[test]
     fn corpus() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/programs");
-        let Ok(dirs) = std::fs::read_dir(&root) else { return };
+        let Ok(dirs) = std::fs::read_dir(&root) else {
+            return;
+        };
         let mut failures = Vec::new();
         for dir in dirs.flatten() {
             let dir_name = dir.file_name().to_string_lossy().into_owned();
             if dir_name == "cli" {
                 continue;
             }
-            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let path = f.path();
                 if path.extension().is_none_or(|e| e != "kl") {
@@ -2085,7 +2401,11 @@ mod tests {
                     eprintln!("{}", crate::render(&file, &diags));
                 }
                 if want_errors == diags.is_empty() {
-                    failures.push(format!("{}\n{}", path.display(), crate::render(&file, &diags)));
+                    failures.push(format!(
+                        "{}\n{}",
+                        path.display(),
+                        crate::render(&file, &diags)
+                    ));
                 }
             }
         }

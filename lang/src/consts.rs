@@ -115,10 +115,9 @@ pub fn fold(e: &Expr) -> Result<Const, FoldError> {
             _ => fold(b),
         },
         ExprKind::Cast(inner) => Ok(cast(fold(inner)?, e.ty)),
-        ExprKind::Local(_)
-        | ExprKind::Global(_)
-        | ExprKind::Index { .. }
-        | ExprKind::Call(_) => Err(FoldError::NotConstant),
+        ExprKind::Local(_) | ExprKind::Global(_) | ExprKind::Index { .. } | ExprKind::Call(_) => {
+            Err(FoldError::NotConstant)
+        }
     }
 }
 

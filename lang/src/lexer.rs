@@ -179,6 +179,10 @@ impl Tok {
 
 fn keyword(word: &str) -> Option<Tok> {
     use Tok::*;
+    // Most identifiers are not keywords; skip the string comparisons for them.
+    if !(2..=8).contains(&word.len()) || !b"abcefgilrtw".contains(&word.as_bytes()[0]) {
+        return None;
+    }
     Some(match word {
         "fn" => Fn,
         "global" => Global,
@@ -221,6 +225,9 @@ pub struct Lexer<'a> {
     pub diagnostics: Vec<Diagnostic>,
     /// Errors found after [`MAX_STORED_ERRORS`] were stored.
     pub dropped: usize,
+    /// Every error so far, stored or dropped; the parser compares counts to tell whether a
+    /// token came right after a lexical error.
+    pub errors: usize,
 }
 
 fn span(start: usize, end: usize) -> Span {
@@ -229,6 +236,10 @@ fn span(start: usize, end: usize) -> Span {
 
 fn is_ident_continue(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_digit_or_underscore(b: u8) -> bool {
+    b.is_ascii_digit() || b == b'_'
 }
 
 /// Whether a byte can begin a token or whitespace; anything else is reported as unexpected.
@@ -245,14 +256,21 @@ impl<'a> Lexer<'a> {
             string_value: String::new(),
             diagnostics: Vec::new(),
             dropped: 0,
+            errors: 0,
         }
     }
 
     fn peek_at(&self, offset: usize) -> u8 {
-        self.bytes.get(self.pos + offset).copied().unwrap_or(0)
+        let i = self.pos + offset;
+        if i < self.bytes.len() {
+            self.bytes[i]
+        } else {
+            0
+        }
     }
 
     fn error(&mut self, d: Diagnostic) {
+        self.errors += 1;
         if self.diagnostics.len() < MAX_STORED_ERRORS {
             self.diagnostics.push(d);
         } else {
@@ -326,65 +344,57 @@ impl<'a> Lexer<'a> {
     fn lex_token(&mut self, b: u8) -> Option<Tok> {
         use Tok::*;
         let start = self.pos;
-        let two = |a: u8, c: u8| b == a && self.peek_at(1) == c;
-        let (kind, len) = match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let end = self.bytes[start..]
-                    .iter()
-                    .position(|&c| !is_ident_continue(c))
-                    .map_or(self.bytes.len(), |i| start + i);
+        let next = self.peek_at(1);
+        let (kind, len) = match (b, next) {
+            (b'a'..=b'z' | b'A'..=b'Z' | b'_', _) => {
+                let end = self.digits_end(start, is_ident_continue);
                 self.pos = end;
                 return Some(keyword(&self.text[start..end]).unwrap_or(Ident));
             }
-            b'0'..=b'9' => return Some(self.lex_number()),
-            b'"' => return Some(self.lex_string()),
-            b'(' => (LParen, 1),
-            b')' => (RParen, 1),
-            b'{' => (LBrace, 1),
-            b'}' => (RBrace, 1),
-            b'[' => (LBracket, 1),
-            b']' => (RBracket, 1),
-            b',' => (Comma, 1),
-            b';' => (Semi, 1),
-            b':' => (Colon, 1),
-            _ if two(b'-', b'>') => (Arrow, 2),
-            _ if two(b'.', b'.') => (DotDot, 2),
-            _ if two(b'<', b'<') && self.peek_at(2) == b'=' => (ShlEq, 3),
-            _ if two(b'>', b'>') && self.peek_at(2) == b'=' => (ShrEq, 3),
-            _ if two(b'<', b'<') => (Shl, 2),
-            _ if two(b'>', b'>') => (Shr, 2),
-            _ if two(b'&', b'&') => (AndAnd, 2),
-            _ if two(b'|', b'|') => (OrOr, 2),
-            _ if self.peek_at(1) == b'=' && b"+-*/%&|^=!<>".contains(&b) => {
-                let kind = match b {
-                    b'+' => PlusEq,
-                    b'-' => MinusEq,
-                    b'*' => StarEq,
-                    b'/' => SlashEq,
-                    b'%' => PercentEq,
-                    b'&' => AmpEq,
-                    b'|' => PipeEq,
-                    b'^' => CaretEq,
-                    b'=' => EqEq,
-                    b'!' => Ne,
-                    b'<' => Le,
-                    _ => Ge,
-                };
-                (kind, 2)
-            }
-            b'=' => (Assign, 1),
-            b'+' => (Plus, 1),
-            b'-' => (Minus, 1),
-            b'*' => (Star, 1),
-            b'/' => (Slash, 1),
-            b'%' => (Percent, 1),
-            b'&' => (Amp, 1),
-            b'|' => (Pipe, 1),
-            b'^' => (Caret, 1),
-            b'<' => (Lt, 1),
-            b'>' => (Gt, 1),
-            b'!' => (Bang, 1),
-            b'.' => {
+            (b'0'..=b'9', _) => return Some(self.lex_number()),
+            (b'"', _) => return Some(self.lex_string()),
+            (b'(', _) => (LParen, 1),
+            (b')', _) => (RParen, 1),
+            (b'{', _) => (LBrace, 1),
+            (b'}', _) => (RBrace, 1),
+            (b'[', _) => (LBracket, 1),
+            (b']', _) => (RBracket, 1),
+            (b',', _) => (Comma, 1),
+            (b';', _) => (Semi, 1),
+            (b':', _) => (Colon, 1),
+            (b'-', b'>') => (Arrow, 2),
+            (b'.', b'.') => (DotDot, 2),
+            (b'<', b'<') if self.peek_at(2) == b'=' => (ShlEq, 3),
+            (b'>', b'>') if self.peek_at(2) == b'=' => (ShrEq, 3),
+            (b'<', b'<') => (Shl, 2),
+            (b'>', b'>') => (Shr, 2),
+            (b'&', b'&') => (AndAnd, 2),
+            (b'|', b'|') => (OrOr, 2),
+            (b'+', b'=') => (PlusEq, 2),
+            (b'-', b'=') => (MinusEq, 2),
+            (b'*', b'=') => (StarEq, 2),
+            (b'/', b'=') => (SlashEq, 2),
+            (b'%', b'=') => (PercentEq, 2),
+            (b'&', b'=') => (AmpEq, 2),
+            (b'|', b'=') => (PipeEq, 2),
+            (b'^', b'=') => (CaretEq, 2),
+            (b'=', b'=') => (EqEq, 2),
+            (b'!', b'=') => (Ne, 2),
+            (b'<', b'=') => (Le, 2),
+            (b'>', b'=') => (Ge, 2),
+            (b'=', _) => (Assign, 1),
+            (b'+', _) => (Plus, 1),
+            (b'-', _) => (Minus, 1),
+            (b'*', _) => (Star, 1),
+            (b'/', _) => (Slash, 1),
+            (b'%', _) => (Percent, 1),
+            (b'&', _) => (Amp, 1),
+            (b'|', _) => (Pipe, 1),
+            (b'^', _) => (Caret, 1),
+            (b'<', _) => (Lt, 1),
+            (b'>', _) => (Gt, 1),
+            (b'!', _) => (Bang, 1),
+            (b'.', _) => {
                 self.pos += 1;
                 self.error(
                     Diagnostic::new("unexpected character `.`", span(start, start + 1))
@@ -424,11 +434,13 @@ impl<'a> Lexer<'a> {
         self.error(d.with_label("not valid in Kiln source"));
     }
 
-    fn digits_end(&self, from: usize, ok: impl Fn(u8) -> bool) -> usize {
-        self.bytes[from..]
-            .iter()
-            .position(|&c| !ok(c))
-            .map_or(self.bytes.len(), |i| from + i)
+    /// The end of the run of bytes from `from` that satisfy `ok`.
+    fn digits_end(&self, from: usize, ok: fn(u8) -> bool) -> usize {
+        let mut end = from;
+        while end < self.bytes.len() && ok(self.bytes[end]) {
+            end += 1;
+        }
+        end
     }
 
     fn bad_literal(&mut self, message: &str, at: Span, label: &str) -> Tok {
@@ -450,28 +462,37 @@ impl<'a> Lexer<'a> {
             self.pos = self.digits_end(body, is_ident_continue);
             return self.radix_value(start, body, radix);
         }
-        let int_end = self.digits_end(start, |c| c.is_ascii_digit() || c == b'_');
+        let int_end = self.digits_end(start, is_digit_or_underscore);
         self.pos = int_end;
         let mut is_float = false;
         // Each digit group must end in a digit: `_` only stands between digits.
-        let mut group_ends = vec![int_end];
+        let mut group_ends = [int_end; 3];
         if self.peek_at(0) == b'.' && self.peek_at(1).is_ascii_digit() {
             is_float = true;
-            self.pos = self.digits_end(self.pos + 1, |c| c.is_ascii_digit() || c == b'_');
-            group_ends.push(self.pos);
+            self.pos = self.digits_end(self.pos + 1, is_digit_or_underscore);
+            group_ends[1] = self.pos;
         }
         let sign = matches!(self.peek_at(1), b'+' | b'-') as usize;
         if matches!(self.peek_at(0), b'e' | b'E') && self.peek_at(1 + sign).is_ascii_digit() {
             is_float = true;
-            self.pos = self.digits_end(self.pos + 1 + sign, |c| c.is_ascii_digit() || c == b'_');
-            group_ends.push(self.pos);
+            self.pos = self.digits_end(self.pos + 1 + sign, is_digit_or_underscore);
+            group_ends[2] = self.pos;
         }
         let literal_end = self.pos;
-        self.pos = self.digits_end(literal_end, is_ident_continue);
+        let exponent_without_digits = matches!(self.peek_at(0), b'e' | b'E');
+        if exponent_without_digits {
+            // `1e+` is one bad literal, not `1e` followed by a `+` that confuses the parser.
+            self.pos += 1 + matches!(self.peek_at(1), b'+' | b'-') as usize;
+        }
+        self.pos = self.digits_end(self.pos, is_ident_continue);
         let whole = span(start, self.pos);
         if self.pos > literal_end {
             let suffix = &self.text[literal_end..self.pos];
-            let label = format!("invalid suffix `{}`", truncate(suffix));
+            let label = if exponent_without_digits {
+                "expected digits after the exponent".to_string()
+            } else {
+                format!("invalid suffix `{}`", truncate(suffix))
+            };
             return self.bad_literal("invalid number literal", whole, &label);
         }
         if let Some(&end) = group_ends.iter().find(|&&e| self.bytes[e - 1] == b'_') {
@@ -481,22 +502,20 @@ impl<'a> Lexer<'a> {
                 "`_` must be followed by a digit",
             );
         }
-        let digits: String = self.text[start..literal_end]
-            .chars()
-            .filter(|&c| c != '_')
-            .collect();
+        let literal = &self.text[start..literal_end];
         if is_float {
+            let digits = if literal.contains('_') {
+                literal.replace('_', "")
+            } else {
+                literal.to_string()
+            };
             return match digits.parse::<f64>() {
                 Ok(v) if v.is_finite() => Tok::Float(v),
-                _ => self.bad_literal(
-                    "float literal out of range",
-                    whole,
-                    "too large for a float",
-                ),
+                _ => self.bad_literal("float literal out of range", whole, "too large for a float"),
             };
         }
         let mut value: u64 = 0;
-        for d in digits.bytes() {
+        for d in literal.bytes().filter(|&d| d != b'_') {
             match value
                 .checked_mul(10)
                 .and_then(|v| v.checked_add(u64::from(d - b'0')))
@@ -695,6 +714,9 @@ mod tests {
             "12abc",
             "0b",
             "1e",
+            "1e+",
+            "2.5E-",
+            "2.5E-",
             "1_e5",
         ] {
             assert_eq!(one(bad), Tok::BadLiteral, "{bad}");
@@ -721,10 +743,7 @@ mod tests {
         let (toks, diags) = lex(".5");
         assert_eq!(toks, vec![Tok::Int(5)]);
         assert_eq!(diags.len(), 1);
-        assert_eq!(
-            lex("1..2").0,
-            vec![Tok::Int(1), Tok::DotDot, Tok::Int(2)]
-        );
+        assert_eq!(lex("1..2").0, vec![Tok::Int(1), Tok::DotDot, Tok::Int(2)]);
     }
 
     #[test]
@@ -775,7 +794,14 @@ mod tests {
         let (toks, _) = lex("fn fn_ _ int intx as");
         assert_eq!(
             toks,
-            vec![Tok::Fn, Tok::Ident, Tok::Ident, Tok::IntTy, Tok::Ident, Tok::As]
+            vec![
+                Tok::Fn,
+                Tok::Ident,
+                Tok::Ident,
+                Tok::IntTy,
+                Tok::Ident,
+                Tok::As
+            ]
         );
     }
 

@@ -20,10 +20,6 @@ use crate::source::Span;
 /// The deepest tree the parser builds: blocks, `else if` links and expression nodes on any path
 /// from a function body to a leaf.
 pub const MAX_NESTING: usize = 256;
-thread_local! { pub static PROBE: std::cell::RefCell<Vec<(&'static str, usize)>> = const { std::cell::RefCell::new(Vec::new()) }; }
-#[inline(always)]
-pub fn probe(name: &'static str) { let x = 0u8; let a = &x as *const u8 as usize; PROBE.with(|p| { let mut p = p.borrow_mut(); if p.len() < 40 { p.push((name, a)); } }); }
-
 
 /// Syntax errors beyond this many are counted, not kept (binary garbage yields thousands).
 const MAX_STORED_ERRORS: usize = lexer::MAX_STORED_ERRORS;
@@ -63,6 +59,11 @@ struct Parser<'a> {
     depth: usize,
     /// The nesting limit was hit: every parse function returns at once, up to the item loop.
     bail: bool,
+    /// A lexical error came up while lexing the current token (e.g. an unexpected character
+    /// just before it, or an unterminated string), or the previous one. A syntax error there
+    /// is most likely a consequence, so it is not reported.
+    lex_error_at_tok: bool,
+    lex_error_at_prev: bool,
 }
 
 fn binary_op(tok: Tok) -> Option<(BinaryOp, u8)> {
@@ -147,6 +148,7 @@ impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Parser<'a> {
         let mut lexer = Lexer::new(text);
         let tok = lexer.next_token();
+        let lex_error_at_tok = lexer.errors > 0;
         Parser {
             lexer,
             text,
@@ -158,6 +160,8 @@ impl<'a> Parser<'a> {
             had_error: false,
             depth: 0,
             bail: false,
+            lex_error_at_tok,
+            lex_error_at_prev: false,
         }
     }
 
@@ -165,7 +169,10 @@ impl<'a> Parser<'a> {
 
     fn bump(&mut self) {
         self.prev_end = self.tok.span.end;
+        let errors = self.lexer.errors;
         self.tok = self.lexer.next_token();
+        self.lex_error_at_prev = self.lex_error_at_tok;
+        self.lex_error_at_tok = self.lexer.errors > errors;
     }
 
     fn at(&self, kind: Tok) -> bool {
@@ -183,7 +190,7 @@ impl<'a> Parser<'a> {
     fn error(&mut self, d: Diagnostic) {
         self.had_error = true;
         // While bailing out of a too-deep tree, whatever the unwinding trips over is not news.
-        if self.bail {
+        if self.bail || self.lex_error_at_tok || self.lex_error_at_prev {
             return;
         }
         if self.last_error_at == Some(d.span.start) {
@@ -427,10 +434,18 @@ impl<'a> Parser<'a> {
         let is_const = self.at(Tok::Const);
         self.bump();
         let recover = |p: &mut Parser| {
-            while !matches!(p.tok.kind, Tok::Semi | Tok::Eof) && !is_item_start(p.tok.kind) {
+            // Through the item's `;`, skipping any inside brackets (`[[int; 2]; 2]`).
+            let mut groups = 0usize;
+            while !matches!(p.tok.kind, Tok::Eof) && !is_item_start(p.tok.kind) {
+                let kind = p.tok.kind;
                 p.bump();
+                match kind {
+                    Tok::LParen | Tok::LBracket => groups += 1,
+                    Tok::RParen | Tok::RBracket => groups = groups.saturating_sub(1),
+                    Tok::Semi if groups == 0 => return,
+                    _ => {}
+                }
             }
-            p.eat(Tok::Semi);
         };
         let Some(name) = self.expect_name("a name") else {
             recover(self);
@@ -477,14 +492,17 @@ impl<'a> Parser<'a> {
         self.bump();
         let Some(elem) = scalar_type(self.tok.kind) else {
             self.error_expected("an element type (`int`, `float` or `bool`)");
+            self.skip_past_bracket();
             return error(start);
         };
         self.bump();
         if !self.expect(Tok::Semi) {
+            self.skip_past_bracket();
             return error(start);
         }
         let len = self.parse_expr();
         if !self.expect(Tok::RBracket) {
+            self.skip_past_bracket();
             return error(start);
         }
         TypeExpr {
@@ -493,116 +511,164 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Skips the rest of a broken array type, through the `]` that closes it.
+    fn skip_past_bracket(&mut self) {
+        let mut open = 1usize;
+        loop {
+            match self.tok.kind {
+                Tok::Eof | Tok::LBrace | Tok::RBrace => return,
+                k if is_item_start(k) => return,
+                Tok::LBracket => open += 1,
+                Tok::RBracket => {
+                    open -= 1;
+                    if open == 0 {
+                        self.bump();
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
     // ----- statements -----
 
     /// Parses `{ ... }`; the current token is `{`.
+    ///
+    /// This function and the ones it recurses through (`parse_stmt`, `parse_if`, `parse_while`,
+    /// `parse_for`, `parse_body`) are kept lean, with the work that needs big temporaries in
+    /// helpers: a debug build gives every temporary its own stack slot, and these frames are
+    /// repeated once per level of nesting.
     fn parse_block(&mut self) -> Block {
-        probe("parse_block");
+        let mut stmts = Vec::new();
         if !self.enter() {
-            return empty_block();
+            return Block { stmts };
         }
         self.bump();
-        let mut stmts = Vec::new();
-        loop {
-            if self.bail {
-                break;
+        while self.block_continues() {
+            let before = self.tok.span.start;
+            if let Some(s) = self.parse_stmt() {
+                stmts.push(s);
             }
-            match self.tok.kind {
-                Tok::RBrace => {
-                    self.bump();
-                    break;
-                }
-                Tok::Eof | Tok::Fn | Tok::Global | Tok::Const => {
-                    self.error_expected("`}`");
-                    break;
-                }
-                Tok::Semi => self.bump(),
-                _ => {
-                    let before = self.tok.span.start;
-                    if let Some(s) = self.parse_stmt() {
-                        stmts.push(s);
-                    }
-                    // Recovery may stop at the token that failed; make progress regardless.
-                    if self.tok.span.start == before
-                        && !matches!(self.tok.kind, Tok::RBrace | Tok::Eof)
-                        && !is_item_start(self.tok.kind)
-                        && !self.bail
-                    {
-                        self.bump();
-                    }
-                }
-            }
+            self.ensure_progress(before);
         }
         self.depth -= 1;
         Block { stmts }
     }
 
-    fn parse_stmt(&mut self) -> Option<Stmt> {
-        probe("parse_stmt");
-        let start = self.tok.span;
-        let kind = match self.tok.kind {
-            Tok::Let => self.parse_let()?,
-            Tok::If => return self.parse_if(false),
-            Tok::While => {
-                self.bump();
-                let cond = self.parse_expr();
-                let body = self.parse_body()?;
-                StmtKind::While {
-                    cond,
-                    body,
-                    keyword: start,
-                }
+    /// Whether another statement follows in the current block; consumes its `}` (and stray
+    /// `;`s) and reports a block cut short by the end of the file or an item.
+    fn block_continues(&mut self) -> bool {
+        loop {
+            if self.bail {
+                return false;
             }
-            Tok::For => self.parse_for()?,
-            Tok::LBrace => StmtKind::Block(self.parse_block()),
-            Tok::Break | Tok::Continue => {
-                let kind = if self.at(Tok::Break) {
-                    StmtKind::Break
-                } else {
-                    StmtKind::Continue
-                };
-                self.bump();
-                self.end_stmt();
-                kind
-            }
-            Tok::Return => {
-                self.bump();
-                let value = if self.at(Tok::Semi) {
-                    None
-                } else {
-                    Some(self.parse_expr())
-                };
-                self.end_stmt();
-                StmtKind::Return(value)
-            }
-            _ => {
-                let target = self.parse_expr();
-                if let Some(op) = assign_op(self.tok.kind) {
-                    let op_span = self.tok.span;
+            match self.tok.kind {
+                Tok::RBrace => {
                     self.bump();
-                    let value = self.parse_expr();
-                    self.end_stmt();
-                    StmtKind::Assign {
-                        target,
-                        op,
-                        op_span,
-                        value,
-                    }
-                } else {
-                    self.end_stmt();
-                    StmtKind::Expr(target)
+                    return false;
                 }
+                Tok::Eof | Tok::Fn | Tok::Global | Tok::Const => {
+                    self.error_expected("`}`");
+                    return false;
+                }
+                Tok::Semi => self.bump(),
+                _ => return true,
             }
-        };
+        }
+    }
+
+    /// Recovery may stop at the token that failed; skip it so the block loop moves on.
+    fn ensure_progress(&mut self, before: u32) {
+        if self.tok.span.start == before
+            && !matches!(self.tok.kind, Tok::RBrace | Tok::Eof)
+            && !is_item_start(self.tok.kind)
+            && !self.bail
+        {
+            self.bump();
+        }
+    }
+
+    fn parse_stmt(&mut self) -> Option<Stmt> {
+        match self.tok.kind {
+            Tok::Let => self.parse_let(),
+            Tok::If => self.parse_if(false),
+            Tok::While => self.parse_while(),
+            Tok::For => self.parse_for(),
+            Tok::LBrace => self.parse_block_stmt(),
+            Tok::Break | Tok::Continue => self.parse_jump(),
+            Tok::Return => self.parse_return(),
+            _ => self.parse_simple_stmt(),
+        }
+    }
+
+    fn finish_stmt(&self, start: Span, kind: StmtKind) -> Option<Stmt> {
         Some(Stmt {
             kind,
             span: start.to(Span::new(self.prev_end, self.prev_end)),
         })
     }
 
+    fn parse_block_stmt(&mut self) -> Option<Stmt> {
+        let start = self.tok.span;
+        let block = self.parse_block();
+        self.finish_block_stmt(start, block)
+    }
+
+    fn finish_block_stmt(&self, start: Span, block: Block) -> Option<Stmt> {
+        self.finish_stmt(start, StmtKind::Block(block))
+    }
+
+    fn parse_jump(&mut self) -> Option<Stmt> {
+        let start = self.tok.span;
+        let kind = if self.at(Tok::Break) {
+            StmtKind::Break
+        } else {
+            StmtKind::Continue
+        };
+        self.bump();
+        self.end_stmt();
+        self.finish_stmt(start, kind)
+    }
+
+    fn parse_return(&mut self) -> Option<Stmt> {
+        let start = self.tok.span;
+        self.bump();
+        let value = if self.at(Tok::Semi) {
+            None
+        } else {
+            Some(self.parse_expr())
+        };
+        self.end_stmt();
+        self.finish_stmt(start, StmtKind::Return(value))
+    }
+
+    /// An assignment or an expression statement.
+    fn parse_simple_stmt(&mut self) -> Option<Stmt> {
+        let start = self.tok.span;
+        let target = self.parse_expr();
+        let Some(op) = assign_op(self.tok.kind) else {
+            self.end_stmt();
+            return self.finish_stmt(start, StmtKind::Expr(target));
+        };
+        let op_span = self.tok.span;
+        self.bump();
+        let value = self.parse_expr();
+        self.end_stmt();
+        self.finish_stmt(
+            start,
+            StmtKind::Assign {
+                target,
+                op,
+                op_span,
+                value,
+            },
+        )
+    }
+
     /// The block of a loop or `if`, or an error and recovery when there is none.
     fn parse_body(&mut self) -> Option<Block> {
-        probe("parse_body");
         if self.bail {
             return None;
         }
@@ -614,7 +680,8 @@ impl<'a> Parser<'a> {
         Some(self.parse_block())
     }
 
-    fn parse_let(&mut self) -> Option<StmtKind> {
+    fn parse_let(&mut self) -> Option<Stmt> {
+        let start = self.tok.span;
         self.bump();
         let Some(name) = self.expect_name("a variable name") else {
             self.recover_stmt();
@@ -631,49 +698,82 @@ impl<'a> Parser<'a> {
             None
         };
         self.end_stmt();
-        Some(StmtKind::Let { name, ty, init })
+        self.finish_stmt(start, StmtKind::Let { name, ty, init })
+    }
+
+    fn parse_while(&mut self) -> Option<Stmt> {
+        let keyword = self.tok.span;
+        self.bump();
+        let cond = self.parse_expr();
+        let body = self.parse_body()?;
+        self.finish_while(keyword, cond, body)
+    }
+
+    fn finish_while(&self, keyword: Span, cond: Expr, body: Block) -> Option<Stmt> {
+        self.finish_stmt(
+            keyword,
+            StmtKind::While {
+                cond,
+                body,
+                keyword,
+            },
+        )
     }
 
     /// `if` statements; a `chained` one follows `else` and counts as one more level of nesting.
     fn parse_if(&mut self, chained: bool) -> Option<Stmt> {
-        probe("parse_if");
         if chained && !self.enter() {
             return None;
         }
         let start = self.tok.span;
         self.bump();
         let cond = self.parse_expr();
-        let stmt = self.parse_body().map(|then_block| {
-            let else_branch = if self.eat(Tok::Else) {
-                match self.tok.kind {
-                    Tok::If => self.parse_if(true).map(|s| Else::If(Box::new(s))),
-                    Tok::LBrace => Some(Else::Block(self.parse_block())),
-                    _ => {
-                        self.error_expected("`{` or `if`");
-                        self.recover_stmt();
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            Stmt {
-                kind: StmtKind::If {
-                    cond,
-                    then_block,
-                    else_branch,
-                },
-                span: start.to(Span::new(self.prev_end, self.prev_end)),
+        let stmt = match self.parse_body() {
+            Some(then_block) => {
+                let else_branch = self.parse_else();
+                self.finish_if(start, cond, then_block, else_branch)
             }
-        });
+            None => None,
+        };
         if chained && !self.bail {
             self.depth -= 1;
         }
         stmt
     }
 
-    fn parse_for(&mut self) -> Option<StmtKind> {
-        probe("parse_for");
+    fn parse_else(&mut self) -> Option<Else> {
+        if !self.eat(Tok::Else) {
+            return None;
+        }
+        match self.tok.kind {
+            Tok::If => self.parse_if(true).map(|s| Else::If(Box::new(s))),
+            Tok::LBrace => Some(Else::Block(self.parse_block())),
+            _ => {
+                self.error_expected("`{` or `if`");
+                self.recover_stmt();
+                None
+            }
+        }
+    }
+
+    fn finish_if(
+        &self,
+        start: Span,
+        cond: Expr,
+        then_block: Block,
+        else_branch: Option<Else>,
+    ) -> Option<Stmt> {
+        self.finish_stmt(
+            start,
+            StmtKind::If {
+                cond,
+                then_block,
+                else_branch,
+            },
+        )
+    }
+
+    fn parse_for(&mut self) -> Option<Stmt> {
         let keyword = self.tok.span;
         self.bump();
         let Some(var) = self.expect_name("a loop variable") else {
@@ -691,13 +791,16 @@ impl<'a> Parser<'a> {
         }
         let end = self.parse_expr();
         let body = self.parse_body()?;
-        Some(StmtKind::For {
-            var,
-            start,
-            end,
-            body,
+        self.finish_stmt(
             keyword,
-        })
+            StmtKind::For {
+                var,
+                start,
+                end,
+                body,
+                keyword,
+            },
+        )
     }
 
     // ----- expressions -----
@@ -707,48 +810,17 @@ impl<'a> Parser<'a> {
     }
 
     /// Precedence climbing: operators of precedence `min_prec` and above, left-associative.
+    /// Like `parse_block`, the functions of the recursion (`parse_binary`, `parse_operand`,
+    /// `parse_postfix`, `parse_primary`, `parse_call`) leave node building to helpers.
     fn parse_binary(&mut self, min_prec: u8) -> Expr {
-        probe("parse_binary");
         if !self.enter() {
             return self.error_expr();
         }
         let mut lhs = self.parse_operand();
         let mut after_comparison = false;
-        while !self.bail {
-            let Some((op, prec)) = binary_op(self.tok.kind) else {
-                break;
-            };
-            if prec < min_prec {
-                break;
-            }
-            let op_span = self.tok.span;
-            self.bump();
+        while let Some((op, prec, op_span)) = self.binary_operator(min_prec) {
             let rhs = self.parse_binary(prec + 1);
-            let span = lhs.span.to(rhs.span);
-            let height = lhs.height.max(rhs.height) + 1;
-            if prec == COMPARISON && after_comparison {
-                self.error(
-                    Diagnostic::new("comparison operators cannot be chained", op_span)
-                        .with_label("second comparison here")
-                        .with_note("use `&&` to combine comparisons: `a < b && b < c`"),
-                );
-                lhs = leaf(ExprKind::Error, span);
-                continue;
-            }
-            after_comparison = prec == COMPARISON;
-            if !self.fits(height, op_span) {
-                break;
-            }
-            lhs = Expr {
-                kind: ExprKind::Binary {
-                    op,
-                    op_span,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                },
-                span,
-                height,
-            };
+            lhs = self.make_binary(lhs, op, prec, op_span, rhs, &mut after_comparison);
         }
         if !self.bail {
             self.depth -= 1;
@@ -756,34 +828,99 @@ impl<'a> Parser<'a> {
         lhs
     }
 
+    /// Consumes the next binary operator if it binds at least as tightly as `min_prec`.
+    fn binary_operator(&mut self, min_prec: u8) -> Option<(BinaryOp, u8, Span)> {
+        if self.bail {
+            return None;
+        }
+        let (op, prec) = binary_op(self.tok.kind)?;
+        if prec < min_prec {
+            return None;
+        }
+        let span = self.tok.span;
+        self.bump();
+        Some((op, prec, span))
+    }
+
+    fn make_binary(
+        &mut self,
+        lhs: Expr,
+        op: BinaryOp,
+        prec: u8,
+        op_span: Span,
+        rhs: Expr,
+        after_comparison: &mut bool,
+    ) -> Expr {
+        let span = lhs.span.to(rhs.span);
+        let height = lhs.height.max(rhs.height) + 1;
+        if prec == COMPARISON && *after_comparison {
+            self.error(
+                Diagnostic::new("comparison operators cannot be chained", op_span)
+                    .with_label("second comparison here")
+                    .with_note("use `&&` to combine comparisons: `a < b && b < c`"),
+            );
+            return leaf(ExprKind::Error, span);
+        }
+        *after_comparison = prec == COMPARISON;
+        if !self.fits(height, op_span) {
+            return lhs;
+        }
+        Expr {
+            kind: ExprKind::Binary {
+                op,
+                op_span,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            },
+            span,
+            height,
+        }
+    }
+
     /// Prefix operators, a primary with its postfix operators, then `as` casts. The chains are
     /// built in loops, not by recursion, so `- - - x` costs no stack.
     fn parse_operand(&mut self) -> Expr {
-        probe("parse_operand");
+        let prefix = self.parse_prefix();
+        let e = match &prefix {
+            Err(e) => return leaf(ExprKind::Error, *e),
+            Ok(ops)
+                if self.at(Tok::IntMinMagnitude)
+                    && ops.last().is_some_and(|o| o.0 == UnOp::Neg) =>
+            {
+                self.negated_min()
+            }
+            Ok(_) => self.parse_postfix(),
+        };
+        self.finish_operand(prefix.unwrap_or_default(), e)
+    }
+
+    /// The prefix operators before an operand, or the span where there were too many.
+    fn parse_prefix(&mut self) -> Result<Vec<(UnOp, Span)>, Span> {
         let mut prefix = Vec::new();
         loop {
             let op = match self.tok.kind {
                 Tok::Minus => UnOp::Neg,
                 Tok::Bang => UnOp::Not,
-                _ => break,
+                _ => return Ok(prefix),
             };
             if self.depth + prefix.len() >= MAX_NESTING {
                 self.too_deep(self.tok.span);
-                return self.error_expr();
+                return Err(self.tok.span);
             }
             prefix.push((op, self.tok.span));
             self.bump();
         }
-        let mut e = if self.at(Tok::IntMinMagnitude) && matches!(prefix.last(), Some((UnOp::Neg, _)))
-        {
-            // The only place `9223372036854775808` is valid: negated, it is `int`'s minimum
-            // (and negating the minimum wraps back to it).
-            let e = leaf(ExprKind::Int(i64::MIN), self.tok.span);
-            self.bump();
-            e
-        } else {
-            self.parse_postfix()
-        };
+    }
+
+    /// The only place `9223372036854775808` is valid: negated, it is `int`'s minimum (and
+    /// negating the minimum wraps back to it).
+    fn negated_min(&mut self) -> Expr {
+        let e = leaf(ExprKind::Int(i64::MIN), self.tok.span);
+        self.bump();
+        e
+    }
+
+    fn finish_operand(&mut self, prefix: Vec<(UnOp, Span)>, mut e: Expr) -> Expr {
         for (op, op_span) in prefix.into_iter().rev() {
             if self.bail {
                 break;
@@ -827,43 +964,73 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_postfix(&mut self) -> Expr {
-        probe("parse_postfix");
         let mut e = self.parse_primary();
-        while !self.bail && self.at(Tok::LBracket) {
-            self.bump();
+        while !self.bail && self.eat(Tok::LBracket) {
             let index = self.parse_expr();
-            if !self.bail && !self.expect(Tok::RBracket) {
-                return leaf(ExprKind::Error, e.span.to(index.span));
-            }
-            let height = e.height.max(index.height) + 1;
-            let span = e.span.to(Span::new(self.prev_end, self.prev_end));
-            if !self.fits(height, span) {
-                break;
-            }
-            e = Expr {
-                kind: ExprKind::Index {
-                    base: Box::new(e),
-                    index: Box::new(index),
-                },
-                span,
-                height,
-            };
+            e = self.make_index(e, index);
         }
         e
     }
 
+    fn make_index(&mut self, base: Expr, index: Expr) -> Expr {
+        if self.bail {
+            return base;
+        }
+        if !self.expect(Tok::RBracket) {
+            return leaf(ExprKind::Error, base.span.to(index.span));
+        }
+        let height = base.height.max(index.height) + 1;
+        let span = base.span.to(Span::new(self.prev_end, self.prev_end));
+        if !self.fits(height, span) {
+            return base;
+        }
+        Expr {
+            kind: ExprKind::Index {
+                base: Box::new(base),
+                index: Box::new(index),
+            },
+            span,
+            height,
+        }
+    }
+
     fn parse_primary(&mut self) -> Expr {
-        probe("parse_primary");
+        match self.tok.kind {
+            Tok::LParen => {
+                let open = self.tok.span;
+                self.bump();
+                let e = self.parse_expr();
+                self.close_paren(open, e)
+            }
+            Tok::Ident => {
+                let name = self.name_here();
+                if self.at(Tok::LParen) {
+                    return self.parse_call(name);
+                }
+                leaf(ExprKind::Name(name.text), name.span)
+            }
+            _ => self.parse_literal(),
+        }
+    }
+
+    fn close_paren(&mut self, open: Span, mut e: Expr) -> Expr {
+        if !self.bail && self.expect(Tok::RParen) {
+            e.span = open.to(Span::new(self.prev_end, self.prev_end));
+        }
+        e
+    }
+
+    /// The identifier at the current token, consumed.
+    fn name_here(&mut self) -> Name {
+        let span = self.tok.span;
+        let text = self.text[span.start as usize..span.end as usize].to_string();
+        self.bump();
+        Name { text, span }
+    }
+
+    fn parse_literal(&mut self) -> Expr {
         let span = self.tok.span;
         let kind = match self.tok.kind {
-            Tok::Ident => {
-                let text = self.text[span.start as usize..span.end as usize].to_string();
-                self.bump();
-                if self.at(Tok::LParen) {
-                    return self.parse_call(Name { text, span });
-                }
-                return leaf(ExprKind::Name(text), span);
-            }
             Tok::Int(v) => ExprKind::Int(v),
             Tok::Float(v) => ExprKind::Float(v),
             Tok::True => ExprKind::Bool(true),
@@ -878,14 +1045,6 @@ impl<'a> Parser<'a> {
                 );
                 ExprKind::Error
             }
-            Tok::LParen => {
-                self.bump();
-                let mut e = self.parse_expr();
-                if !self.bail && self.expect(Tok::RParen) {
-                    e.span = span.to(Span::new(self.prev_end, self.prev_end));
-                }
-                return e;
-            }
             _ => {
                 self.error_expected("an expression");
                 return self.error_expr();
@@ -899,17 +1058,20 @@ impl<'a> Parser<'a> {
     fn parse_call(&mut self, name: Name) -> Expr {
         self.bump();
         let mut args = Vec::new();
-        let mut height = 1;
         if !self.at(Tok::RParen) {
             loop {
                 let arg = self.parse_expr();
-                height = height.max(arg.height + 1);
                 args.push(arg);
                 if self.bail || !self.eat(Tok::Comma) {
                     break;
                 }
             }
         }
+        self.finish_call(name, args)
+    }
+
+    fn finish_call(&mut self, name: Name, args: Vec<Expr>) -> Expr {
+        let height = args.iter().map(|a| a.height + 1).max().unwrap_or(1);
         let span = name.span.to(Span::new(self.prev_end, self.prev_end));
         if !self.bail && !self.eat(Tok::RParen) {
             self.error_expected("`,` or `)`");
@@ -960,7 +1122,9 @@ mod tests {
                 let args: Vec<String> = args.iter().map(|a| show(a, text)).collect();
                 format!("{}({})", name.text, args.join(", "))
             }
-            ExprKind::Index { base, index } => format!("{}[{}]", show(base, text), show(index, text)),
+            ExprKind::Index { base, index } => {
+                format!("{}[{}]", show(base, text), show(index, text))
+            }
             ExprKind::Unary { op, operand, .. } => {
                 let op = if *op == UnOp::Neg { "-" } else { "!" };
                 format!("({op}{})", show(operand, text))
@@ -1031,7 +1195,10 @@ mod tests {
             assert_eq!(d.len(), 1, "{bad}: {d:?}");
         }
         // `1 -9223372036854775808`: the minus is binary, so the literal is out of range.
-        assert_eq!(messages("fn f() { let a = 1 -9223372036854775808; }"), ["integer literal out of range"]);
+        assert_eq!(
+            messages("fn f() { let a = 1 -9223372036854775808; }"),
+            ["integer literal out of range"]
+        );
     }
 
     #[test]
@@ -1067,14 +1234,49 @@ mod tests {
 
     #[test]
     fn missing_braces_and_stray_tokens() {
-        assert_eq!(messages("fn a() { if x { }\nfn b() { }"), ["expected `}`, found keyword `fn`"]);
-        assert_eq!(messages("fn a() { { {"), ["expected `}`, found end of file"]);
-        assert_eq!(messages("let x = 1; fn a() {}"), ["expected an item (`fn`, `global` or `const`), found keyword `let`"]);
+        assert_eq!(
+            messages("fn a() { if x { }\nfn b() { }"),
+            ["expected `}`, found keyword `fn`"]
+        );
+        assert_eq!(
+            messages("fn a() { { {"),
+            ["expected `}`, found end of file"]
+        );
+        assert_eq!(
+            messages("let x = 1; fn a() {}"),
+            ["expected an item (`fn`, `global` or `const`), found keyword `let`"]
+        );
         assert_eq!(messages("fn a() { ) ] ; let x = 1; }").len(), 1);
         assert_eq!(messages("fn a() { x + 1 y(); }").len(), 1);
         assert_eq!(messages("fn a() -> { }"), ["expected a type, found `{`"]);
-        assert_eq!(messages("fn a() { let x: [int 3]; }"), ["expected `;`, found number `3`"]);
-        assert_eq!(messages("fn a() { x = 1 as [int; 2]; }"), ["expected `int`, `float` or `bool`, found `[`"]);
+        assert_eq!(
+            messages("fn a() { let x: [int 3]; }"),
+            ["expected `;`, found number `3`"]
+        );
+        assert_eq!(
+            messages("fn a() { x = 1 as [int; 2]; }"),
+            ["expected `int`, `float` or `bool`, found `[`"]
+        );
+    }
+
+    #[test]
+    fn no_syntax_error_right_after_a_lexical_error() {
+        assert_eq!(
+            messages("fn f() { let s = @; let t = 1 # 2; }"),
+            ["unexpected character `@`", "unexpected character `#`"]
+        );
+        assert_eq!(
+            messages("fn f() { print(\"never closed);\n}"),
+            ["unterminated string literal"]
+        );
+        assert_eq!(
+            messages("fn f() { let d = 2.5e+; }"),
+            ["invalid number literal"]
+        );
+        assert_eq!(
+            messages("global g: [[int; 2]; 2]; fn f() { }"),
+            ["expected an element type (`int`, `float` or `bool`), found `[`"]
+        );
     }
 
     #[test]
@@ -1099,7 +1301,8 @@ mod tests {
         on_small_stack(move || {
             let (module, d) = parse(&text);
             assert!(
-                d.iter().any(|d| d.message == "nesting too deep (limit 256)"),
+                d.iter()
+                    .any(|d| d.message == "nesting too deep (limit 256)"),
                 "{:?}",
                 &d[..d.len().min(3)]
             );
@@ -1112,25 +1315,47 @@ mod tests {
 
     #[test]
     fn deep_parentheses() {
-        let text = format!("fn f() {{ let x = {}1{}; }}", "(".repeat(HUGE), ")".repeat(HUGE));
+        let text = format!(
+            "fn f() {{ let x = {}1{}; }}",
+            "(".repeat(HUGE),
+            ")".repeat(HUGE)
+        );
         assert_too_deep(text);
     }
 
     #[test]
     fn deep_blocks() {
-        assert_too_deep(format!("fn f() {{ {}{} }}", "{".repeat(HUGE), "}".repeat(HUGE)));
+        assert_too_deep(format!(
+            "fn f() {{ {}{} }}",
+            "{".repeat(HUGE),
+            "}".repeat(HUGE)
+        ));
     }
 
     #[test]
     fn long_operator_chains() {
         assert_too_deep(format!("fn f() {{ let x = 1{}; }}", "+1".repeat(HUGE)));
-        assert_too_deep(format!("fn f() {{ let x = true{}; }}", "||true".repeat(HUGE)));
+        assert_too_deep(format!(
+            "fn f() {{ let x = true{}; }}",
+            "||true".repeat(HUGE)
+        ));
         assert_too_deep(format!("fn f() {{ let x = {}1; }}", "-".repeat(HUGE)));
-        assert_too_deep(format!("fn f() {{ let x = {}1{}; }}", "-(".repeat(HUGE), ")".repeat(HUGE)));
+        assert_too_deep(format!(
+            "fn f() {{ let x = {}1{}; }}",
+            "-(".repeat(HUGE),
+            ")".repeat(HUGE)
+        ));
         assert_too_deep(format!("fn f() {{ let x = 1{}; }}", " as int".repeat(HUGE)));
         assert_too_deep(format!("fn f() {{ let x = a{}; }}", "[0]".repeat(HUGE)));
-        assert_too_deep(format!("fn f() {{ let x = {}0{}; }}", "a[".repeat(HUGE), "]".repeat(HUGE)));
-        assert_too_deep(format!("fn f() {{ g({}); }}", "g(".repeat(HUGE) + &")".repeat(HUGE)));
+        assert_too_deep(format!(
+            "fn f() {{ let x = {}0{}; }}",
+            "a[".repeat(HUGE),
+            "]".repeat(HUGE)
+        ));
+        assert_too_deep(format!(
+            "fn f() {{ g({}); }}",
+            "g(".repeat(HUGE) + &")".repeat(HUGE)
+        ));
     }
 
     #[test]
@@ -1148,13 +1373,23 @@ mod tests {
         );
         on_small_stack(move || {
             let d = messages(&text);
-            assert_eq!(d, ["nesting too deep (limit 256)", "expected an expression, found `;`"]);
+            assert_eq!(
+                d,
+                [
+                    "nesting too deep (limit 256)",
+                    "expected an expression, found `;`"
+                ]
+            );
         });
     }
 
     #[test]
     fn nesting_just_under_the_limit_is_accepted() {
-        let text = format!("fn f() {{ let x = {}1{}; }}", "(".repeat(250), ")".repeat(250));
+        let text = format!(
+            "fn f() {{ let x = {}1{}; }}",
+            "(".repeat(250),
+            ")".repeat(250)
+        );
         on_small_stack(move || assert!(errors(&text).is_empty()));
         let text = format!("fn f() {{ let x = 1{}; }}", "+1".repeat(250));
         on_small_stack(move || assert!(errors(&text).is_empty()));
@@ -1162,18 +1397,24 @@ mod tests {
 
     #[test]
     fn long_flat_function() {
-        let mut text = String::from("fn f() {\n");
+        // 100,000 lines, each shadowing `x`; the type error on the last line is still found.
+        let mut text = String::from("fn f() {\n    let x = 0;\n");
         for i in 0..HUGE {
-            text.push_str(&format!("    let x{i} = {i} + 1;\n"));
+            text.push_str(&format!("    let x = x + {i};\n"));
         }
-        text.push('}');
+        text.push_str("    let y: float = x;\n}");
         on_small_stack(move || {
             let (module, d) = parse(&text);
             assert!(d.is_empty());
             let Item::Fn(f) = &module.items[0] else {
                 unreachable!()
             };
-            assert_eq!(f.body.stmts.len(), HUGE);
+            assert_eq!(f.body.stmts.len(), HUGE + 2);
+            let file = crate::SourceFile::new("t.kl", text.as_str());
+            let d = crate::check(&file, &[], &crate::CheckOptions::default()).unwrap_err();
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].message, "mismatched types");
+            assert_eq!(file.line_col(d[0].span.start).line, HUGE as u32 + 3);
         });
     }
 
@@ -1206,44 +1447,5 @@ mod tests {
             assert_eq!(d, ["integer literal out of range"]);
             assert!(start.elapsed().as_secs() < 10);
         });
-    }
-}
-#[cfg(test)]
-mod scratch_stack {
-    #[test]
-    fn scratch() {
-        let Ok(case) = std::env::var("PROBE_CASE") else { return };
-        let kib: usize = std::env::var("PROBE_KIB").unwrap().parse().unwrap();
-        let check = std::env::var("PROBE_CHECK").is_ok();
-        let n = 250;
-        let t = match case.as_str() {
-            "blocks" => format!("fn f() {{ {}{} }}", "{".repeat(n), "}".repeat(n)),
-            "ifs" => format!("fn f(x: int) {{ {}{} }}", "if x > 0 { ".repeat(n), "}".repeat(n)),
-            "fors" => format!("fn f(x: int) {{ {}{} }}", "for i in 0..1 { ".repeat(n), "}".repeat(n)),
-            "parens" => format!("fn f() -> int {{ return {}1{}; }}", "(".repeat(n), ")".repeat(n)),
-            "chain" => format!("fn f() -> int {{ return 1{}; }}", " + 1".repeat(n)),
-            "nest" => format!("fn f() -> int {{ return {}1{}; }}", "(1 + ".repeat(n/2), ")".repeat(n/2)),
-            _ => format!("fn f() -> int {{ return {}1; }}", "-".repeat(n)),
-        };
-        std::thread::Builder::new().stack_size(kib << 10).spawn(move || {
-            if check {
-                let f = crate::SourceFile::new("t", t);
-                let r = crate::check(&f, &[], &crate::CheckOptions::default());
-                assert!(r.is_ok());
-            } else {
-                assert!(super::parse(&t).1.is_empty());
-                super::PROBE.with(|p| { let p = p.borrow(); for w in p.windows(2) { eprintln!("{} -> {}: {}", w[0].0, w[1].0, w[0].1 as isize - w[1].1 as isize); } });
-            }
-        }).unwrap().join().unwrap();
-    }
-}
-#[cfg(test)]
-mod scratch_sizes {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!("ast Expr {} Stmt {} StmtKind {} Block {} TypeExpr {} prog Expr {} Stmt {} Token {}",
-            size_of::<crate::ast::Expr>(), size_of::<crate::ast::Stmt>(), size_of::<crate::ast::StmtKind>(), size_of::<crate::ast::Block>(), size_of::<crate::ast::TypeExpr>(),
-            size_of::<crate::program::Expr>(), size_of::<crate::program::Stmt>(), size_of::<crate::lexer::Token>());
     }
 }

@@ -75,6 +75,18 @@ impl SourceFile {
         }
     }
 
+    /// The byte range of 1-based line `line`, without its line break.
+    pub fn line_range(&self, line: u32) -> std::ops::Range<usize> {
+        let i = (line.max(1) as usize - 1).min(self.line_starts.len() - 1);
+        let start = self.line_starts[i] as usize;
+        let end = self
+            .line_starts
+            .get(i + 1)
+            .map_or(self.text.len(), |&next| next as usize - 1);
+        let end = if self.text[start..end].ends_with('\r') { end - 1 } else { end };
+        start..end
+    }
+
     /// `FILE:LINE:COL` of a byte offset.
     pub fn location(&self, offset: u32) -> String {
         let LineCol { line, col } = self.line_col(offset);

@@ -8,8 +8,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn engine() -> Engine {
-    let mut config = Config::default();
-    config.capture_output = true;
+    let config = Config {
+        capture_output: true,
+        ..Config::default()
+    };
     Engine::new(config).expect("the default configuration works")
 }
 
@@ -442,23 +444,27 @@ fn errors_display_kind_location_and_function() {
     assert!(text.contains('f'), "{text}");
 }
 
-/// Interrupts `module` from another thread after a short while and returns the error of `call`.
-fn interrupt_during(module: &Module, call: impl FnOnce() -> Result<(), Error>) -> RuntimeError {
+/// Runs `call` on its own thread, interrupts `module` from another after a short while, and
+/// returns the call's error. A call that ignores the interrupt fails the test instead of hanging
+/// it (its thread is left spinning until the test binary exits).
+fn interrupt_during(
+    module: &Module,
+    call: impl FnOnce(Module) -> Result<(), Error> + Send + 'static,
+) -> RuntimeError {
     let handle = module.interrupt_handle();
+    let (done, result) = std::sync::mpsc::channel();
+    let caller = module.clone();
     let started = Instant::now();
-    let interrupter = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(200));
-        handle.interrupt();
+    thread::spawn(move || {
+        let _ = done.send(call(caller));
     });
-    let e = runtime_error(call());
-    interrupter.join().unwrap();
+    thread::sleep(Duration::from_millis(200));
+    handle.interrupt();
+    let outcome = result
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the interrupted call did not return within 30 s");
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "the interrupt took {:?} to land",
-        started.elapsed()
-    );
-    e
+    runtime_error(outcome)
 }
 
 #[test]
@@ -477,7 +483,7 @@ fn ok() -> int {
 }
 ";
     let module = load(&engine, src);
-    let e = interrupt_during(&module, || module.call("main", &[]).map(|_| ()));
+    let e = interrupt_during(&module, |m| m.call("main", &[]).map(|_| ()));
     assert_eq!(e.kind, TrapKind::Interrupted);
     assert_eq!(e.function, "main");
     let spins = module.global::<i64>("spins").unwrap();
@@ -490,7 +496,7 @@ fn ok() -> int {
 fn interrupt_stops_an_empty_loop() {
     let engine = engine();
     let module = load(&engine, "fn main() {\n    while true {}\n}\n");
-    let e = interrupt_during(&module, || module.call("main", &[]).map(|_| ()));
+    let e = interrupt_during(&module, |m| m.call("main", &[]).map(|_| ()));
     assert_eq!(e.kind, TrapKind::Interrupted);
     assert_eq!(e.function, "main");
 }
@@ -520,12 +526,13 @@ fn start() -> float {
 }
 ";
     let module = load(&engine, src);
-    let e = interrupt_during(&module, || module.call("start", &[]).map(|_| ()));
+    let e = interrupt_during(&module, |m| m.call("start", &[]).map(|_| ()));
     assert_eq!(e.kind, TrapKind::Interrupted);
     assert_eq!(e.function, "spin");
     assert_eq!(module.take_output(), "1\n");
-    let count = module.typed::<(), i64>("count").unwrap();
-    let e = interrupt_during(&module, || count.call(()).map(|_| ()));
+    let e = interrupt_during(&module, |m| {
+        m.typed::<(), i64>("count").unwrap().call(()).map(|_| ())
+    });
     assert_eq!(e.kind, TrapKind::Interrupted);
     assert_eq!(e.function, "count");
 }
@@ -540,8 +547,11 @@ const DOWN: &str = "fn down(n: int) -> int {
 
 #[test]
 fn call_depth_limit_is_configurable() {
-    let mut config = Config::default();
-    config.max_call_depth = 50;
+    let config = Config {
+        max_call_depth: 50,
+        capture_output: true,
+        ..Config::default()
+    };
     let engine = Engine::new(config).unwrap();
     let module = load(&engine, DOWN);
     let down = module.typed::<(i64,), i64>("down").unwrap();
@@ -588,4 +598,78 @@ fn output_before_a_runtime_error_is_kept() {
     assert_eq!(e.kind, TrapKind::IndexOutOfBounds);
     assert_eq!(e.location, "game.kl:4:5");
     assert_eq!(module.take_output(), "before\n");
+}
+
+#[test]
+fn load_file_names_locations_by_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script.kl");
+    std::fs::write(
+        &path,
+        "fn f() -> int {\n    let a: [int; 1];\n    return a[1];\n}\n",
+    )
+    .unwrap();
+    let engine = engine();
+    let module = engine.load_file(&path).unwrap();
+    let e = runtime_error(module.call("f", &[]));
+    assert_eq!(e.kind, TrapKind::IndexOutOfBounds);
+    assert_eq!(e.location, format!("{}:3:12", path.display()));
+
+    let missing = dir.path().join("missing.kl");
+    match engine.load_file(&missing) {
+        Err(e @ Error::Io { .. }) => {
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("cannot read {}: ", missing.display()))
+            )
+        }
+        other => panic!("expected an I/O error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn registering_a_name_twice_is_refused() {
+    let mut engine = engine();
+    engine.register("tick", |x: i64| x).unwrap();
+    assert!(matches!(
+        engine.register("tick", |x: f64| x),
+        Err(Error::Host { .. })
+    ));
+    // The first registration still stands.
+    let module = load(&engine, "fn main() -> int { return tick(3); }");
+    assert_eq!(module.call("main", &[]).unwrap(), Some(Value::Int(3)));
+}
+
+#[test]
+fn calls_from_several_threads_do_not_interfere() {
+    let engine = engine();
+    let module = load(
+        &engine,
+        "global total: int = 0;
+         fn add(x: int) -> int {
+             let local: [int; 4];
+             local[x % 4] = x;
+             total += local[x % 4];
+             return local[x % 4] * 2;
+         }",
+    );
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let module = module.clone();
+            thread::spawn(move || {
+                let add = module.typed::<(i64,), i64>("add").unwrap();
+                for i in 0..1000 {
+                    let x = t * 1000 + i;
+                    assert_eq!(add.call((x,)).unwrap(), x * 2);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(
+        module.global::<i64>("total").unwrap(),
+        (0..4000).sum::<i64>()
+    );
 }

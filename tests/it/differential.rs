@@ -22,7 +22,10 @@ fn interpret(name: &str, source: &str) -> Outcome {
     let options = CheckOptions { require_main: true };
     let program = match check(&file, &[], &options) {
         Ok(p) => p,
-        Err(d) => panic!("{name}: generated program does not check:\n{}", kiln_lang::render(&file, &d)),
+        Err(d) => panic!(
+            "{name}: generated program does not check:\n{}",
+            kiln_lang::render(&file, &d)
+        ),
     };
     let main = program.function_named("main").expect("main exists");
     let mut interp = Interpreter::new(&program, Limits::default());
@@ -50,7 +53,9 @@ fn jit(engine: &Engine, name: &str, source: &str) -> Outcome {
     let output = module.take_output();
     let error = match result {
         Ok(_) => None,
-        Err(Error::Runtime(e)) => Some(format!("{} at {} in fn {}", e.kind, e.location, e.function)),
+        Err(Error::Runtime(e)) => {
+            Some(format!("{} at {} in fn {}", e.kind, e.location, e.function))
+        }
         Err(e) => panic!("{name}: unexpected error {e}"),
     };
     Outcome { output, error }
@@ -83,7 +88,10 @@ fn jit_agrees_with_interpreter_on_random_programs() {
                 );
                 if let Some(kind) = expected_error(&source) {
                     let error = expected.error.as_deref().unwrap_or("no error");
-                    assert!(error.starts_with(kind), "seed {seed}: meant to end with {kind}, got {error}");
+                    assert!(
+                        error.starts_with(kind),
+                        "seed {seed}: meant to end with {kind}, got {error}"
+                    );
                     with_errors += 1;
                 }
             }
@@ -93,5 +101,8 @@ fn jit_agrees_with_interpreter_on_random_programs() {
     let with_errors = run.join().expect("differential test thread");
     // The generator is meant to end about one program in eight with a runtime error; make sure
     // the comparison of errors is actually exercised.
-    assert!(with_errors > 0, "no random program ended with a runtime error");
+    assert!(
+        with_errors > 0,
+        "no random program ended with a runtime error"
+    );
 }

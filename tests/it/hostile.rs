@@ -74,16 +74,15 @@ fn excerpt(bytes: &[u8]) -> String {
     format!("{head:?} ... {tail:?} ({} bytes)", bytes.len())
 }
 
-/// Deterministic pseudo-random bytes, so a failure can be reproduced.
+/// Deterministic pseudo-random bytes, so a failure can be reproduced: any byte at all, or
+/// printable ASCII with a line break now and then.
 fn garbage(len: usize, seed: u64, printable: bool) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len)
-        .map(|_| {
-            if printable {
-                rng.u8(b' '..=b'~')
-            } else {
-                rng.u8(..)
-            }
+        .map(|_| match printable {
+            false => rng.u8(..),
+            true if rng.u8(..64) == 0 => b'\n',
+            true => rng.u8(b' '..=b'~'),
         })
         .collect()
 }
@@ -104,6 +103,29 @@ fn printable_garbage_of_ten_megabytes() {
         &garbage(10 * 1024 * 1024, 2, true),
         Outcome::Diagnostic,
     );
+}
+
+#[test]
+fn garbage_on_one_long_line() {
+    // Diagnostics show their source line. When that line is a megabyte long, showing it whole
+    // for each of hundreds of errors turns a 1 MB input into hundreds of megabytes of output
+    // (and a 10 MB one into gigabytes, for minutes): the output must stay proportionate.
+    let mut bytes: Vec<u8> = garbage(1024 * 1024, 3, true)
+        .into_iter()
+        .filter(|&b| b != b'\n')
+        .collect();
+    bytes.push(b'\n');
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("line.kl"), &bytes).unwrap();
+    let run = kiln(["check", "line.kl"], dir.path(), TIME_LIMIT);
+    assert!(
+        run.code == Some(1) && run.stderr.len() < 10 * bytes.len(),
+        "kiln check line.kl: {}, {} bytes of diagnostics for a {}-byte file",
+        run.describe(),
+        run.stderr.len(),
+        bytes.len()
+    );
+    attack("line.kl", &bytes, Outcome::Diagnostic);
 }
 
 #[test]
@@ -245,12 +267,13 @@ fn many_errors() {
 
 #[test]
 fn many_functions() {
+    // Sized for a debug build, where Cranelift compiles well under a thousand functions a second.
     let mut src = String::new();
-    for i in 0..20_000 {
+    for i in 0..5_000 {
         src.push_str(&format!(
             "fn f{i}(a: int) -> int {{\n    return a + {i};\n}}\n"
         ));
     }
-    src.push_str("fn main() {\n    print(f19999(1));\n}\n");
-    attack("fns.kl", src.as_bytes(), Outcome::Runs("20000\n"));
+    src.push_str("fn main() {\n    print(f4999(1));\n}\n");
+    attack("fns.kl", src.as_bytes(), Outcome::Runs("5000\n"));
 }
