@@ -56,7 +56,10 @@ fn main() -> Result<(), Error> {
     }
     println!("height after 4 s: {height:.3} m");
     println!("bounces: {}", module.global::<i64>("bounces")?);
-    println!("last bounce at frame {}", last_bounce.load(Ordering::Relaxed));
+    println!(
+        "last bounce at frame {}",
+        last_bounce.load(Ordering::Relaxed)
+    );
     let avg = module.typed::<(), f64>("average_height")?.call(())?;
     println!("average of the last heights: {avg:.3} m");
 

@@ -102,7 +102,10 @@ fn report(error: &Error) -> ExitCode {
             eprint!("{e}");
             let n = e.diagnostics().len();
             let plural = if n == 1 { "" } else { "s" };
-            eprintln!("error: could not compile `{}` ({n} error{plural})", e.file().name());
+            eprintln!(
+                "error: could not compile `{}` ({n} error{plural})",
+                e.file().name()
+            );
             ExitCode::from(1)
         }
         Error::Runtime(e) => {

@@ -16,9 +16,7 @@ use cranelift_codegen::Context;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
-use kiln_lang::program::{
-    Const, FuncId, HostSignature, Signature, TrapKind, Type, VarType,
-};
+use kiln_lang::program::{Const, FuncId, HostSignature, Signature, TrapKind, Type, VarType};
 use kiln_lang::{CheckOptions, SourceFile, Span};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -106,7 +104,8 @@ impl Engine {
         if self.hosts.iter().any(|h| h.name == name) {
             return Err(bad("a host function of that name is already registered"));
         }
-        self.hosts.push(Arc::new(f.into_host_func(name.to_string())));
+        self.hosts
+            .push(Arc::new(f.into_host_func(name.to_string())));
         Ok(())
     }
 
@@ -129,7 +128,11 @@ impl Engine {
     pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
         let path = path.as_ref();
         let bytes = read_script(path)?;
-        self.load_bytes(&path.display().to_string(), &bytes, &CheckOptions::default())
+        self.load_bytes(
+            &path.display().to_string(),
+            &bytes,
+            &CheckOptions::default(),
+        )
     }
 
     /// Runs only the front end: the compile errors `load_bytes` would report.
@@ -201,7 +204,9 @@ impl Engine {
             let mut storage = vec![0u64; words].into_boxed_slice();
             if let (Some(init), VarType::Scalar(ty)) = (g.init, g.ty) {
                 // SAFETY: a scalar global has one 8-byte word, enough for any scalar.
-                unsafe { write_scalar(storage.as_mut_ptr().cast(), ty, Value::from(init).to_bits()) };
+                unsafe {
+                    write_scalar(storage.as_mut_ptr().cast(), ty, Value::from(init).to_bits())
+                };
             }
             globals.push(GlobalSlot {
                 name: g.name.clone(),
@@ -357,7 +362,12 @@ struct ModuleInner {
 
 impl Drop for ModuleInner {
     fn drop(&mut self) {
-        if let Some(code) = self.code.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(code) = self
+            .code
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             // SAFETY: every call holds a reference to this module, so none is running now and
             // no function pointer into the code survives it.
             unsafe { code.free_memory() };
@@ -419,7 +429,10 @@ impl Module {
 
     /// The signature of a function.
     pub fn signature(&self, name: &str) -> Option<&Signature> {
-        self.inner.by_name.get(name).map(|&i| &self.inner.functions[i].sig)
+        self.inner
+            .by_name
+            .get(name)
+            .map(|&i| &self.inner.functions[i].sig)
     }
 
     fn function_index(&self, name: &str) -> Result<usize, Error> {
@@ -530,11 +543,15 @@ impl Module {
         if state.vmctx.trapped == 0 {
             return Ok(ret);
         }
-        let pending = state.runtime.pending.take().unwrap_or(crate::runtime::PendingTrap {
-            kind: TrapKind::HostError,
-            location: None,
-            message: Some("unknown runtime error".into()),
-        });
+        let pending = state
+            .runtime
+            .pending
+            .take()
+            .unwrap_or(crate::runtime::PendingTrap {
+                kind: TrapKind::HostError,
+                location: None,
+                message: Some("unknown runtime error".into()),
+            });
         // An error without a location was raised on entry to the function the host called.
         let (function, span) = pending
             .location
@@ -608,10 +625,15 @@ impl Module {
     /// The elements of a global array.
     pub fn global_array<T: ScriptType>(&self, name: &str) -> Result<Vec<T>, Error> {
         let mut state = self.lock();
-        let want = VarType::Array(kiln_lang::program::ArrayType { elem: T::TYPE, len: 1 });
+        let want = VarType::Array(kiln_lang::program::ArrayType {
+            elem: T::TYPE,
+            len: 1,
+        });
         let i = self.global_slot::<T>(&mut state, name, want)?;
         let g = &state.globals[i];
-        let VarType::Array(a) = g.ty else { unreachable!() };
+        let VarType::Array(a) = g.ty else {
+            unreachable!()
+        };
         let size = crate::lower::elem_size(a.elem) as usize;
         let base = g.storage.as_ptr().cast::<u8>();
         Ok((0..a.len as usize)
@@ -623,10 +645,15 @@ impl Module {
     /// Sets the elements of a global array; `values` must have the array's length.
     pub fn set_global_array<T: ScriptType>(&self, name: &str, values: &[T]) -> Result<(), Error> {
         let mut state = self.lock();
-        let want = VarType::Array(kiln_lang::program::ArrayType { elem: T::TYPE, len: 1 });
+        let want = VarType::Array(kiln_lang::program::ArrayType {
+            elem: T::TYPE,
+            len: 1,
+        });
         let i = self.global_slot::<T>(&mut state, name, want)?;
         let g = &mut state.globals[i];
-        let VarType::Array(a) = g.ty else { unreachable!() };
+        let VarType::Array(a) = g.ty else {
+            unreachable!()
+        };
         if values.len() != a.len as usize {
             return Err(Error::GlobalType {
                 name: name.to_string(),

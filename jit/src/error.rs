@@ -123,7 +123,11 @@ pub struct RuntimeError {
 
 impl std::fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at {} in fn {}", self.kind, self.location, self.function)?;
+        write!(
+            f,
+            "{} at {} in fn {}",
+            self.kind, self.location, self.function
+        )?;
         if let Some(m) = &self.message {
             write!(f, ": {m}")?;
         }

@@ -54,7 +54,11 @@ pub fn link(
     let mut imports: HashMap<Symbol, String> = HashMap::new();
     let mut strings: Vec<&str> = Vec::new();
     let mut libcalls: Vec<ir::LibCall> = Vec::new();
-    let own: HashMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name, i)).collect();
+    let own: HashMap<&str, usize> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name, i))
+        .collect();
     for input in inputs {
         for reloc in &input.code.relocs {
             match &reloc.target {

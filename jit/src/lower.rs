@@ -12,8 +12,8 @@
 //! returns and never through Rust frames.
 
 use crate::runtime::{
-    OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_MAX_DEPTH,
-    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, NO_SITE, RuntimeFn, TRAP_LOCATE, trap_code,
+    NO_SITE, OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_MAX_DEPTH,
+    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -24,7 +24,8 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use kiln_lang::program::{
     ArrayRef, ArrayType, BinOp, Block, Builtin, Call, Callee, Const, Expr, ExprKind, FuncId,
-    Function, HostSignature, Place, PrintArg, Program, Signature, Stmt, TrapKind, Type, UnOp, VarType,
+    Function, HostSignature, Place, PrintArg, Program, Signature, Stmt, TrapKind, Type, UnOp,
+    VarType,
 };
 use kiln_lang::source::Span;
 use std::collections::HashMap;
@@ -174,9 +175,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         b.seal_block(entry);
         let params = b.block_params(entry).to_vec();
         let (vmctx, depth) = (params[0], params[1]);
-        let interrupt_ptr = b
-            .ins()
-            .load(ptr, readonly(), vmctx, OFFSET_INTERRUPT);
+        let interrupt_ptr = b.ins().load(ptr, readonly(), vmctx, OFFSET_INTERRUPT);
         let max_depth = b
             .ins()
             .load(types::I64, readonly(), vmctx, OFFSET_MAX_DEPTH);
@@ -234,8 +233,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             sites: Vec::new(),
             trap_block: None,
         };
-        this.self_ref =
-            this.import_function(Symbol::Function(func.name.clone()), self_sig, true);
+        this.self_ref = this.import_function(Symbol::Function(func.name.clone()), self_sig, true);
         // The frame comes first: its base must dominate the exit block, which every trap
         // path jumps to.
         if frame_bytes > 0 {
@@ -257,9 +255,12 @@ impl<'a, 'f> Lowerer<'a, 'f> {
 
         self.b.switch_to_block(self.exit);
         if let Some(base) = self.frame_base {
-            self.b
-                .ins()
-                .store(MemFlagsData::trusted(), base, self.vmctx, OFFSET_ARRAY_STACK_TOP);
+            self.b.ins().store(
+                MemFlagsData::trusted(),
+                base,
+                self.vmctx,
+                OFFSET_ARRAY_STACK_TOP,
+            );
         }
         let rets = self.b.block_params(self.exit).to_vec();
         self.b.ins().return_(&rets);
@@ -310,11 +311,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             RuntimeFn::PrintStr => (vec![ptr, ptr, types::I64], vec![]),
             RuntimeFn::Zero => (vec![ptr, types::I64], vec![]),
             RuntimeFn::Copy => (vec![ptr, ptr, types::I64], vec![]),
-            RuntimeFn::Sin
-            | RuntimeFn::Cos
-            | RuntimeFn::Tan
-            | RuntimeFn::Exp
-            | RuntimeFn::Ln => (vec![types::F64], vec![types::F64]),
+            RuntimeFn::Sin | RuntimeFn::Cos | RuntimeFn::Tan | RuntimeFn::Exp | RuntimeFn::Ln => {
+                (vec![types::F64], vec![types::F64])
+            }
             RuntimeFn::Pow | RuntimeFn::Fmod => (vec![types::F64, types::F64], vec![types::F64]),
         };
         sig.params.extend(params.into_iter().map(p));
@@ -430,10 +429,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     /// elimination would otherwise reuse the entry check's value in a loop without stores
     /// (`while true {}`), and the loop would never see the interrupt.
     fn check_interrupt(&mut self, span: Span) {
-        let flag = self
-            .b
-            .ins()
-            .atomic_load(types::I8, MemFlagsData::trusted(), self.interrupt_flag);
+        let flag =
+            self.b
+                .ins()
+                .atomic_load(types::I8, MemFlagsData::trusted(), self.interrupt_flag);
         self.trap_at(flag, TrapKind::Interrupted, span);
     }
 
@@ -457,23 +456,29 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     /// After a call: if the callee (or a host function) raised an error, give it this call's
     /// location if it has none yet, and return.
     fn check_trapped(&mut self, span: Span) {
-        let trapped = self
-            .b
-            .ins()
-            .load(types::I8, MemFlagsData::trusted(), self.vmctx, OFFSET_TRAPPED);
+        let trapped = self.b.ins().load(
+            types::I8,
+            MemFlagsData::trusted(),
+            self.vmctx,
+            OFFSET_TRAPPED,
+        );
         let site = self.site(span);
         self.trap_if(trapped, TRAP_LOCATE, site);
     }
 
     fn push_array_frame(&mut self, bytes: u64) {
-        let top = self
-            .b
-            .ins()
-            .load(self.ptr, MemFlagsData::trusted(), self.vmctx, OFFSET_ARRAY_STACK_TOP);
-        let end = self
-            .b
-            .ins()
-            .load(self.ptr, MemFlagsData::trusted(), self.vmctx, OFFSET_ARRAY_STACK_END);
+        let top = self.b.ins().load(
+            self.ptr,
+            MemFlagsData::trusted(),
+            self.vmctx,
+            OFFSET_ARRAY_STACK_TOP,
+        );
+        let end = self.b.ins().load(
+            self.ptr,
+            MemFlagsData::trusted(),
+            self.vmctx,
+            OFFSET_ARRAY_STACK_END,
+        );
         let room = self.b.ins().isub(end, top);
         let over = self
             .b
@@ -484,9 +489,12 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         self.frame_base = Some(top);
         self.trap_if(over, trap_code(TrapKind::StackOverflow), NO_SITE);
         let new_top = self.b.ins().iadd_imm_s(top, bytes as i64);
-        self.b
-            .ins()
-            .store(MemFlagsData::trusted(), new_top, self.vmctx, OFFSET_ARRAY_STACK_TOP);
+        self.b.ins().store(
+            MemFlagsData::trusted(),
+            new_top,
+            self.vmctx,
+            OFFSET_ARRAY_STACK_TOP,
+        );
     }
 
     // ---- statements ----------------------------------------------------------------------
@@ -619,7 +627,11 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 self.start_unreachable();
             }
             Stmt::Continue => {
-                let target = self.loops.last().expect("checked: inside a loop").continue_to;
+                let target = self
+                    .loops
+                    .last()
+                    .expect("checked: inside a loop")
+                    .continue_to;
                 self.b.ins().jump(target, &[]);
                 self.start_unreachable();
             }
@@ -657,7 +669,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let addr = self.data_address(Symbol::Global(g.name.clone()));
                 let v = match op {
                     Some(op) => {
-                        let cur = self.b.ins().load(clif_type(ty), MemFlagsData::trusted(), addr, 0);
+                        let cur =
+                            self.b
+                                .ins()
+                                .load(clif_type(ty), MemFlagsData::trusted(), addr, 0);
                         self.binary(op, ty, cur, v, span)
                     }
                     None => v,
@@ -675,10 +690,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let elem = self.array_type(*array).elem;
                 let v = match op {
                     Some(op) => {
-                        let cur = self
-                            .b
-                            .ins()
-                            .load(clif_type(elem), MemFlagsData::trusted(), addr, 0);
+                        let cur =
+                            self.b
+                                .ins()
+                                .load(clif_type(elem), MemFlagsData::trusted(), addr, 0);
                         self.binary(op, elem, cur, v, span)
                     }
                     None => v,
@@ -725,7 +740,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         let base = match a {
             ArrayRef::Local(id) => {
                 let offset = self.array_offsets[id.0 as usize].expect("array local");
-                let base = self.frame_base.expect("functions with local arrays have a frame");
+                let base = self
+                    .frame_base
+                    .expect("functions with local arrays have a frame");
                 self.b.ins().iadd_imm_s(base, offset as i64)
             }
             ArrayRef::Global(id) => {
@@ -740,15 +757,17 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     fn element_address(&mut self, a: ArrayRef, index: ir::Value, span: Span) -> ir::Value {
         let (base, ty) = self.array(a);
         // One unsigned comparison also catches negative indexes.
-        let out = self.b.ins().icmp_imm_s(
-            IntCC::UnsignedGreaterThanOrEqual,
-            index,
-            i64::from(ty.len),
-        );
+        let out =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, index, i64::from(ty.len));
         self.trap_at(out, TrapKind::IndexOutOfBounds, span);
         let offset = match elem_size(ty.elem) {
             1 => index,
-            size => self.b.ins().ishl_imm_u(index, i64::from(size.trailing_zeros())),
+            size => self
+                .b
+                .ins()
+                .ishl_imm_u(index, i64::from(size.trailing_zeros())),
         };
         self.b.ins().iadd(base, offset)
     }
@@ -958,7 +977,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                         Type::Bool => self.b.ins().uextend(types::I64, a),
                         _ => a,
                     };
-                    self.b.ins().stack_store(self.ptr, bits, slot, (i * 8) as i32);
+                    self.b
+                        .ins()
+                        .stack_store(self.ptr, bits, slot, (i * 8) as i32);
                 }
                 let args_ptr = self.b.ins().stack_addr(self.ptr, slot, 0);
                 let record = self.data_address(Symbol::Host(name));

@@ -6,8 +6,8 @@
 use crate::source::{SourceFile, Span};
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::files::{self, Files};
-use std::ops::Range;
 use codespan_reporting::term::{self, Chars, Config};
+use std::ops::Range;
 
 /// One compile error at a span of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,9 +95,16 @@ impl<'a> Files<'a> for LineWindow<'a> {
 /// Moves `from` by up to `n` characters within `text`, backwards or forwards.
 fn step_chars(text: &str, from: usize, n: usize, forward: bool) -> usize {
     if forward {
-        text[from..].char_indices().nth(n).map_or(text.len(), |(i, _)| from + i)
+        text[from..]
+            .char_indices()
+            .nth(n)
+            .map_or(text.len(), |(i, _)| from + i)
     } else {
-        text[..from].char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i)
+        text[..from]
+            .char_indices()
+            .rev()
+            .nth(n.saturating_sub(1))
+            .map_or(0, |(i, _)| i)
     }
 }
 
@@ -134,8 +141,12 @@ pub fn render(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
         let line_text = &text[line.clone()];
         let (s, e) = (start - line.start, end - line.start);
         let window_start = step_chars(line_text, s, CONTEXT_CHARS, false);
-        let window_end = step_chars(line_text, e.max(s), CONTEXT_CHARS, true)
-            .min(step_chars(line_text, s, 2 * CONTEXT_CHARS, true));
+        let window_end = step_chars(line_text, e.max(s), CONTEXT_CHARS, true).min(step_chars(
+            line_text,
+            s,
+            2 * CONTEXT_CHARS,
+            true,
+        ));
         let window = LineWindow {
             name: file.name(),
             text: &line_text[window_start..window_end],

@@ -179,13 +179,24 @@ pub type Block = Vec<Stmt>;
 #[derive(Debug)]
 pub enum Stmt {
     /// `let x = e;` / `let x: T = e;` for a scalar.
-    Let { local: LocalId, init: Expr },
+    Let {
+        local: LocalId,
+        init: Expr,
+    },
     /// `let a: [T; N];`: the array is zeroed every time the statement runs.
-    LetZeroedArray { local: LocalId },
+    LetZeroedArray {
+        local: LocalId,
+    },
     /// `let b = a;` (or `b = a;` as [`Stmt::CopyArray`]): copies every element.
-    LetCopyArray { local: LocalId, src: ArrayRef },
+    LetCopyArray {
+        local: LocalId,
+        src: ArrayRef,
+    },
     /// `dst = src;` for arrays of the same type. Copying an array onto itself is a no-op.
-    CopyArray { dst: ArrayRef, src: ArrayRef },
+    CopyArray {
+        dst: ArrayRef,
+        src: ArrayRef,
+    },
     /// `place = value;` or, with `op`, `place op= value`. The index of an indexed place is
     /// evaluated first (and bounds-checked only when the store happens, after `value`), then
     /// `value`; a compound assignment then reads the place, combines with `op` and stores.
@@ -205,7 +216,11 @@ pub enum Stmt {
         else_block: Block,
     },
     /// `span` (the `while` keyword) is where an `interrupted` error at the back-edge points.
-    While { cond: Expr, body: Block, span: Span },
+    While {
+        cond: Expr,
+        body: Block,
+        span: Span,
+    },
     /// `for var in start..end { body }`: `start` then `end` are evaluated once; `var` takes each
     /// value of `start..end` in order (none when `start >= end`).
     For {
@@ -300,8 +315,14 @@ pub enum ExprKind {
     Local(LocalId),
     Global(GlobalId),
     /// `array[index]`; an index outside `0..len` is `index out of bounds` at `Expr::span`.
-    Index { array: ArrayRef, index: Box<Expr> },
-    Unary { op: UnOp, operand: Box<Expr> },
+    Index {
+        array: ArrayRef,
+        index: Box<Expr>,
+    },
+    Unary {
+        op: UnOp,
+        operand: Box<Expr>,
+    },
     /// Both operands have the same type (the operand type), evaluated left then right. For
     /// comparisons `Expr::ty` is `Bool`. `op_span` locates `division by zero`.
     Binary {

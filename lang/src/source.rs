@@ -83,7 +83,11 @@ impl SourceFile {
             .line_starts
             .get(i + 1)
             .map_or(self.text.len(), |&next| next as usize - 1);
-        let end = if self.text[start..end].ends_with('\r') { end - 1 } else { end };
+        let end = if self.text[start..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        };
         start..end
     }
 
