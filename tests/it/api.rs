@@ -673,3 +673,32 @@ fn calls_from_several_threads_do_not_interfere() {
         (0..4000).sum::<i64>()
     );
 }
+
+#[test]
+fn array_memory_is_released_after_an_error() {
+    let engine = engine();
+    let src = "fn deep(n: int) -> int {
+    let a: [int; 16777216];
+    a[n] = n;
+    return deep(n + 1) + a[n];
+}
+
+fn once() -> int {
+    let a: [int; 16777216];
+    let b: [int; 16777216];
+    a[16777215] = 2;
+    b[0] = 3;
+    return a[16777215] * b[0];
+}
+";
+    let module = load(&engine, src);
+    let deep = module.typed::<(i64,), i64>("deep").unwrap();
+    let once = module.typed::<(), i64>("once").unwrap();
+    for _ in 0..3 {
+        let e = runtime_error(deep.call((0,)));
+        assert_eq!(e.kind, TrapKind::StackOverflow);
+        assert_eq!(e.function, "deep");
+        // The failed call's arrays are gone: two more of the largest size fit again.
+        assert_eq!(once.call(()).unwrap(), 6);
+    }
+}

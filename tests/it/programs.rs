@@ -52,8 +52,13 @@ fn programs() {
     let bless = env::var("KILN_BLESS").is_ok_and(|v| v == "1");
 
     let mut cases = Vec::new();
-    collect(&root, &root, &mut cases);
+    let mut orphans = Vec::new();
+    collect(&root, &root, &mut cases, &mut orphans);
     cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(
+        orphans.is_empty(),
+        "expectation files without a .kl case: {orphans:?}"
+    );
     match &filter {
         None => assert!(
             cases.len() >= MIN_CASES,
@@ -91,15 +96,20 @@ fn programs() {
     }
 }
 
-/// Every `.kl` file below `dir`.
-fn collect(root: &Path, dir: &Path, cases: &mut Vec<Case>) {
+/// Every `.kl` file below `dir`; expectation files without a `.kl` beside them (a case renamed
+/// or deleted without its expectations) go to `orphans`.
+fn collect(root: &Path, dir: &Path, cases: &mut Vec<Case>, orphans: &mut Vec<PathBuf>) {
     let entries =
         fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("reading a directory entry").path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
-            collect(root, &path, cases);
-        } else if path.extension().is_some_and(|e| e == "kl") {
+            collect(root, &path, cases, orphans);
+        } else if ext == "kl" {
             let relative = path.strip_prefix(root).expect("below the root");
             let name = relative
                 .components()
@@ -110,6 +120,10 @@ fn collect(root: &Path, dir: &Path, cases: &mut Vec<Case>) {
                 name,
                 stem: path.with_extension(""),
             });
+        } else if ["stdout", "stderr", "status"].contains(&ext)
+            && !path.with_extension("kl").exists()
+        {
+            orphans.push(path);
         }
     }
 }
