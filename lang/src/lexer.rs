@@ -394,11 +394,19 @@ impl<'a> Lexer<'a> {
             (b'<', _) => (Lt, 1),
             (b'>', _) => (Gt, 1),
             (b'!', _) => (Bang, 1),
-            (b'.', _) => {
+            (b'.', next) => {
+                let after_digit = start > 0 && self.bytes[start - 1].is_ascii_digit();
+                let label = if after_digit {
+                    "a float literal needs digits after `.`: write `1.0`, not `1.`"
+                } else if next.is_ascii_digit() {
+                    "a float literal needs digits before `.`: write `0.5`, not `.5`"
+                } else {
+                    "a lone `.` is not a token"
+                };
                 self.pos += 1;
                 self.error(
                     Diagnostic::new("unexpected character `.`", span(start, start + 1))
-                        .with_label("a lone `.` is not a token; write `0.5`, not `.5`"),
+                        .with_label(label),
                 );
                 return None;
             }

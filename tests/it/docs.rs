@@ -1,4 +1,4 @@
-//! The README's code stays real: its Kiln snippets compile, and its embedding example is
+//! The docs stay real: the README's Kiln snippets compile, its embedding example is
 //! `examples/embed.rs` verbatim (which Cargo compiles as an example; `KILN_BLESS=1` copies it
 //! into the README).
 
@@ -83,6 +83,22 @@ fn readme_kiln_snippets_compile() {
             "README.md's ```kiln block {i} does not compile ({}):\n{}",
             run.describe(),
             run.stderr_text()
+        );
+    }
+}
+
+/// The repository carries the language reference for its readers; the project's shared copy
+/// (beside the checkout, where this workplace keeps it) is the original, so the two must agree.
+#[test]
+fn language_reference_matches_the_shared_original() {
+    let ours = std::fs::read_to_string(root().join("LANGUAGE.md")).unwrap();
+    assert!(ours.starts_with("# The Kiln language"), "LANGUAGE.md is not the reference");
+    let shared = root().join("../shared/LANGUAGE.md");
+    if let Ok(original) = std::fs::read_to_string(&shared) {
+        assert!(
+            ours == original,
+            "LANGUAGE.md differs from {}; copy it over",
+            shared.display()
         );
     }
 }
