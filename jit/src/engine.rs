@@ -4,7 +4,7 @@
 //! will sit between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
 //! ([`crate::link`]) — and allocates the module's globals and runtime context.
 
-use crate::compile::{CodegenOptions, compile, host_isa};
+use crate::compile::{CodegenOptions, CompiledFunction, compile, host_isa};
 use crate::entry::{EntryFn, EntryStubs};
 use crate::error::{CompileError, Error, RuntimeError};
 use crate::host::{HostFunc, IntoHostFunc};
@@ -16,7 +16,9 @@ use cranelift_codegen::Context;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
-use kiln_lang::program::{Const, FuncId, HostSignature, Signature, TrapKind, Type, VarType};
+use kiln_lang::program::{
+    Const, FuncId, HostSignature, Program, Signature, TrapKind, Type, VarType,
+};
 use kiln_lang::{CheckOptions, SourceFile, Span};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -172,27 +174,24 @@ impl Engine {
         let isa = &self.shared.isa;
         let hosts = self.host_signatures();
 
-        let mut fctx = FunctionBuilderContext::new();
-        let mut ctx = Context::new();
-        let mut lower_time = Duration::ZERO;
-        let mut compiled = Vec::with_capacity(program.functions.len());
+        let CompiledProgram {
+            functions: compiled,
+            lower: lower_time,
+            codegen: codegen_time,
+        } = compile_program(isa, &program, &hosts)?;
         let mut functions = Vec::with_capacity(program.functions.len());
-        for (i, f) in program.functions.iter().enumerate() {
-            let t = Instant::now();
-            let lowered = lower_function(&**isa, &program, &hosts, FuncId(i as u32), &mut fctx);
-            lower_time += t.elapsed();
-            let sites = lowered.sites.clone();
-            compiled.push(compile(&**isa, lowered, &mut ctx).map_err(Error::Internal)?);
+        for (f, (_, sites)) in program.functions.iter().zip(&compiled) {
             let entry = self.shared.stubs.get(&f.sig).map_err(Error::Internal)?;
             functions.push(FunctionInfo {
                 name: f.name.clone(),
                 sig: f.sig.clone(),
                 span: f.span,
-                sites,
+                sites: sites.clone(),
                 address: 0,
                 entry,
             });
         }
+        let compiled: Vec<CompiledFunction> = compiled.into_iter().map(|(c, _)| c).collect();
         let compiled_at = Instant::now();
 
         let mut globals = Vec::with_capacity(program.globals.len());
@@ -270,7 +269,8 @@ impl Engine {
             functions: functions.len(),
             front_end: parsed - start,
             lower: lower_time,
-            codegen: compiled_at - parsed - lower_time,
+            codegen: codegen_time,
+            compile_wall: compiled_at - parsed,
             link: linked_at - compiled_at,
         };
         Ok(Module {
@@ -295,6 +295,85 @@ impl Engine {
     }
 }
 
+/// Below this many functions per thread, spreading a module's compile over threads costs more
+/// than it saves.
+const FUNCTIONS_PER_THREAD: usize = 16;
+
+/// Functions compiled by [`compile_program`]: each one's code and error sites, in order, and
+/// the time spent lowering and compiling, summed over threads.
+struct CompiledProgram {
+    functions: Vec<(CompiledFunction, Vec<Span>)>,
+    lower: Duration,
+    codegen: Duration,
+}
+
+/// Lowers and compiles every function of `program`, spread over the machine's cores.
+fn compile_program(
+    isa: &OwnedTargetIsa,
+    program: &Program,
+    hosts: &[HostSignature],
+) -> Result<CompiledProgram, Error> {
+    let n = program.functions.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n.div_ceil(FUNCTIONS_PER_THREAD))
+        .max(1);
+    // Thread `t` takes functions t, t + threads, ...: neighbours in a file tend to be alike in
+    // size, so interleaving balances the work.
+    let work = |t: usize| -> Result<CompiledProgram, String> {
+        let (mut fctx, mut ctx) = (FunctionBuilderContext::new(), Context::new());
+        let mut part = CompiledProgram {
+            functions: Vec::with_capacity(n / threads + 1),
+            lower: Duration::ZERO,
+            codegen: Duration::ZERO,
+        };
+        for i in (t..n).step_by(threads) {
+            let start = Instant::now();
+            let lowered = lower_function(&**isa, program, hosts, FuncId(i as u32), &mut fctx);
+            let sites = lowered.sites.clone();
+            let lowered_at = Instant::now();
+            part.functions
+                .push((compile(&**isa, lowered, &mut ctx)?, sites));
+            part.lower += lowered_at - start;
+            part.codegen += lowered_at.elapsed();
+        }
+        Ok(part)
+    };
+    let parts = if threads == 1 {
+        vec![work(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|t| scope.spawn(move || work(t))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a compile thread panicked".into()))
+                })
+                .collect()
+        })
+    };
+    let parts = parts
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(Error::Internal)?;
+    let lower = parts.iter().map(|p| p.lower).sum();
+    let codegen = parts.iter().map(|p| p.codegen).sum();
+    let mut shares: Vec<_> = parts.into_iter().map(|p| p.functions.into_iter()).collect();
+    let functions = (0..n)
+        .map(|i| {
+            shares[i % threads]
+                .next()
+                .expect("each thread compiled its share")
+        })
+        .collect();
+    Ok(CompiledProgram {
+        functions,
+        lower,
+        codegen,
+    })
+}
+
 /// Reads a script file, with an error that names it.
 pub fn read_script(path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Io {
@@ -309,10 +388,12 @@ pub struct LoadStats {
     pub functions: usize,
     /// Parsing and checking.
     pub front_end: Duration,
-    /// Building Cranelift IR.
+    /// Building Cranelift IR, summed over the compiling threads.
     pub lower: Duration,
-    /// Cranelift compiling to machine code.
+    /// Cranelift compiling to machine code, summed over the compiling threads.
     pub codegen: Duration,
+    /// Wall-clock time of lowering and compiling together (they run in parallel).
+    pub compile_wall: Duration,
     /// Linking into executable memory.
     pub link: Duration,
 }
@@ -568,13 +649,9 @@ impl Module {
         }))
     }
 
-    fn global_slot<T>(
-        &self,
-        state: &mut Instance,
-        name: &str,
-        want: VarType,
-    ) -> Result<usize, Error> {
-        let _ = PhantomData::<T>;
+    /// The index of global `name`, if it has the kind and element type of `want` (an array's
+    /// length in `want` is ignored).
+    fn global_slot(state: &Instance, name: &str, want: VarType) -> Result<usize, Error> {
         let i = state
             .globals
             .iter()
@@ -605,8 +682,8 @@ impl Module {
 
     /// The current value of a scalar global.
     pub fn global<T: ScriptType>(&self, name: &str) -> Result<T, Error> {
-        let mut state = self.lock();
-        let i = self.global_slot::<T>(&mut state, name, VarType::Scalar(T::TYPE))?;
+        let state = self.lock();
+        let i = Self::global_slot(&state, name, VarType::Scalar(T::TYPE))?;
         let ptr = state.globals[i].storage.as_ptr().cast::<u8>();
         // SAFETY: the slot holds a scalar of type `T::TYPE`.
         Ok(T::from_bits(unsafe { read_scalar(ptr, T::TYPE) }))
@@ -615,7 +692,7 @@ impl Module {
     /// Sets a scalar global.
     pub fn set_global<T: ScriptType>(&self, name: &str, value: T) -> Result<(), Error> {
         let mut state = self.lock();
-        let i = self.global_slot::<T>(&mut state, name, VarType::Scalar(T::TYPE))?;
+        let i = Self::global_slot(&state, name, VarType::Scalar(T::TYPE))?;
         let ptr = state.globals[i].storage.as_mut_ptr().cast::<u8>();
         // SAFETY: the slot holds a scalar of type `T::TYPE`.
         unsafe { write_scalar(ptr, T::TYPE, value.to_bits()) };
@@ -624,12 +701,12 @@ impl Module {
 
     /// The elements of a global array.
     pub fn global_array<T: ScriptType>(&self, name: &str) -> Result<Vec<T>, Error> {
-        let mut state = self.lock();
+        let state = self.lock();
         let want = VarType::Array(kiln_lang::program::ArrayType {
             elem: T::TYPE,
             len: 1,
         });
-        let i = self.global_slot::<T>(&mut state, name, want)?;
+        let i = Self::global_slot(&state, name, want)?;
         let g = &state.globals[i];
         let VarType::Array(a) = g.ty else {
             unreachable!()
@@ -649,7 +726,7 @@ impl Module {
             elem: T::TYPE,
             len: 1,
         });
-        let i = self.global_slot::<T>(&mut state, name, want)?;
+        let i = Self::global_slot(&state, name, want)?;
         let g = &mut state.globals[i];
         let VarType::Array(a) = g.ty else {
             unreachable!()
