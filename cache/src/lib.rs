@@ -11,6 +11,35 @@
 //! or foreign file, an unreadable directory) is a value ([`ArtifactError`], [`StoreError`]) that
 //! the caller turns into at most one warning and a recompile; nothing here panics on bad input.
 //!
+//! ```
+//! use kiln_cache::{Artifact, ArtifactWriter, CacheStore, FunctionInput, Key, MemoryStore};
+//! use kiln_cache::{RelocInput, VerifiedArtifact};
+//!
+//! let fingerprint = b"cranelift 0.135.8 x86_64 opt=speed kiln-abi=1";
+//! let mut writer = ArtifactWriter::new(fingerprint);
+//! writer.add_function(&FunctionInput {
+//!     key: Key([7; 32]),
+//!     name: "main",
+//!     align: 16,
+//!     code: &[0xe8, 0, 0, 0, 0, 0xc3],
+//!     relocs: &[RelocInput { offset: 1, kind: 1, target: "helper", addend: -4 }],
+//!     metadata: b"",
+//! })?;
+//! let bytes = writer.finish()?;
+//!
+//! let store = MemoryStore::new();
+//! let module_key = Key([1; 32]);
+//! store.insert(&module_key, &bytes)?;
+//!
+//! let entry = store.get(&module_key)?.expect("just inserted");
+//! let verified = VerifiedArtifact::new(entry, fingerprint)?;
+//! let artifact: Artifact<'_> = verified.artifact();
+//! let main = artifact.find(&Key([7; 32])).expect("stored above");
+//! let reloc = main.relocs().next().expect("one relocation");
+//! assert_eq!(artifact.string(reloc.target), Some("helper"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Layers
 //! - [`artifact`]: [`ArtifactWriter`] builds the bytes of one module artifact (N functions with
 //!   code, relocations, names and metadata); [`Artifact::parse`] verifies every checksum and every

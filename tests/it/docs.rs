@@ -92,7 +92,10 @@ fn readme_kiln_snippets_compile() {
 #[test]
 fn language_reference_matches_the_shared_original() {
     let ours = std::fs::read_to_string(root().join("LANGUAGE.md")).unwrap();
-    assert!(ours.starts_with("# The Kiln language"), "LANGUAGE.md is not the reference");
+    assert!(
+        ours.starts_with("# The Kiln language"),
+        "LANGUAGE.md is not the reference"
+    );
     let shared = root().join("../shared/LANGUAGE.md");
     if let Ok(original) = std::fs::read_to_string(&shared) {
         assert!(
