@@ -116,3 +116,37 @@ fn the_readme_example_runs() {
          1.618033988749895\n"
     );
 }
+
+/// Issue 2's bar: `kiln run` on a generated 1000-function program (the one the benches use)
+/// works, and prints exactly what the reference interpreter prints for it.
+#[test]
+fn a_generated_thousand_function_program_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = "benches/programs/generated_1000.kl";
+    let run = kiln(["run", path], root, TIME_LIMIT);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{}: {}",
+        run.describe(),
+        run.stderr_text()
+    );
+
+    let source = std::fs::read_to_string(root.join(path)).unwrap();
+    let file = kiln_lang::SourceFile::new(path, source);
+    let options = kiln_lang::CheckOptions { require_main: true };
+    let program = kiln_lang::check(&file, &[], &options).expect("the program checks");
+    assert!(
+        program.functions.len() > 1000,
+        "{} functions",
+        program.functions.len()
+    );
+    let main = program.function_named("main").unwrap();
+    let mut expected = Vec::new();
+    let limits = kiln_lang::interp::Limits::default();
+    kiln_lang::interp::Interpreter::new(&program, limits)
+        .call(main, &[], &mut kiln_lang::interp::NoHost, &mut expected)
+        .expect("the interpreter runs it");
+    assert!(!expected.is_empty());
+    assert_eq!(run.stdout_text(), String::from_utf8(expected).unwrap());
+}
