@@ -1,7 +1,7 @@
 //! The Kiln back end and embedding API.
 //!
 //! It owns lowering checked programs to Cranelift IR ([`lower`]), compiling them to machine code
-//! with symbolic relocations ([`compile`]), linking them into executable memory ([`link`]), the
+//! with symbolic relocations ([`compile`]) and cache keys ([`keys`]), linking them ([`link`]), the
 //! runtime that JIT code calls ([`runtime`]) and the API embedders use ([`Engine`], [`Module`],
 //! [`TypedFunc`], host functions, globals, interrupts).
 //!
@@ -14,6 +14,7 @@ pub mod engine;
 pub mod entry;
 pub mod error;
 pub mod host;
+pub mod keys;
 pub mod link;
 pub mod lower;
 pub mod runtime;
