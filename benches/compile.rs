@@ -35,7 +35,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Prints the median per-function cost of each load phase.
 fn print_breakdown(engine: &Engine, size: usize, text: &str) -> usize {
     let stats: Vec<LoadStats> = (0..BREAKDOWN_LOADS)
-        .map(|_| engine.load_str("generated.kl", text).expect("load").stats())
+        .map(|_| {
+            engine
+                .load_str("generated.kl", text)
+                .expect("load")
+                .stats()
+                .clone()
+        })
         .collect();
     let functions = stats[0].functions;
     let phase = |f: fn(&LoadStats) -> Duration| {

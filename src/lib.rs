@@ -29,6 +29,7 @@
 //! host functions) come back as [`Error::Runtime`]; the engine stays usable. The `kiln`
 //! command line lives in this package too (`src/main.rs`).
 
+pub use kiln_jit::engine::CacheStats;
 pub use kiln_jit::{
     CompileError, Config, Engine, Error, HostResult, InterruptHandle, IntoHostFunc, LoadStats,
     Module, RuntimeError, ScriptParams, ScriptResult, ScriptType, TrapKind, TypedFunc, Value,

@@ -1,9 +1,12 @@
 //! The `kiln` command: `kiln run FILE` and `kiln check FILE` (LANGUAGE.md section 10).
 
-use clap::{Parser, Subcommand};
-use kiln::{CheckOptions, Config, Engine, Error, Value};
+use clap::{Args, Parser, Subcommand};
+use kiln::{CheckOptions, Config, Engine, Error, LoadStats, Value};
+use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Run and check Kiln scripts")]
@@ -14,8 +17,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile FILE and call its `fn main()`; exit with the low 8 bits of its int result.
-    Run { file: PathBuf },
+    /// Compile FILE (through the cache) and call its `fn main()`; exit with the low 8 bits of
+    /// its int result.
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Write one JSON line of load statistics to stderr after the program's output.
+        #[arg(long)]
+        stats: bool,
+        /// Say on stderr why each cache lookup missed.
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Report FILE's compile errors without running it.
     Check {
         file: PathBuf,
@@ -23,33 +37,137 @@ enum Command {
         #[arg(long)]
         lib: bool,
     },
+    /// Inspect or clean the cache of compiled code.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The cache directory [default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
+        /// ~/.cache/kiln].
+        #[arg(long, value_name = "DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
-/// Scripts may recurse 10,000 calls deep; run them on a thread whose stack is sure to hold that.
+#[derive(Args)]
+struct CacheArgs {
+    /// The cache directory [default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
+    /// ~/.cache/kiln].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile everything and store nothing (also `KILN_CACHE=off`).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Print the cache directory.
+    Path,
+    /// Print the number of entries and their size.
+    Stats,
+    /// Remove least-recently-used entries until the cache fits its size cap.
+    Gc {
+        /// The cap in bytes [default: 512 MiB].
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+    },
+    /// Remove every entry.
+    Clear,
+}
+
+/// The cache directory: the flag, else `KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else
+/// `~/.cache/kiln`.
+fn cache_dir(flag: Option<&Path>) -> Option<PathBuf> {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    flag.map(Path::to_path_buf)
+        .or_else(|| env("KILN_CACHE_DIR"))
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("kiln")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("kiln")))
+}
+
+/// The store `kiln run` uses, or why there is none. A cache that cannot be opened is one
+/// warning, never a failure: the script runs without it.
+fn open_cache(args: &CacheArgs) -> (Option<Arc<FileStore>>, Option<String>) {
+    let off = std::env::var("KILN_CACHE").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+    if args.no_cache || off {
+        return (None, None);
+    }
+    let Some(dir) = cache_dir(args.cache_dir.as_deref()) else {
+        return (
+            None,
+            Some("no cache directory (set KILN_CACHE_DIR); running without the cache".into()),
+        );
+    };
+    match FileStore::open(&dir) {
+        Ok(store) => (Some(Arc::new(store)), None),
+        Err(e) => (
+            None,
+            Some(format!("cannot use the cache: {e}; running without it")),
+        ),
+    }
+}
+
+/// Scripts may recurse 10,000 calls deep; `main` runs on a thread whose stack is sure to hold
+/// that.
 const SCRIPT_STACK: usize = 512 << 20;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file } => {
-            let run = std::thread::Builder::new()
-                .name("kiln-main".into())
-                .stack_size(SCRIPT_STACK)
-                .spawn(move || run(&file));
-            match run.map(|t| t.join()) {
-                Ok(Ok(code)) => code,
-                _ => {
-                    eprintln!("error: could not start the script thread");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Run {
+            file,
+            cache,
+            stats,
+            verbose,
+        } => run(&file, &cache, stats, verbose),
         Command::Check { file, lib } => check(&file, !lib),
+        Command::Cache { action, cache_dir } => cache_command(&action, cache_dir.as_deref()),
     }
 }
 
-fn engine() -> Result<Engine, ExitCode> {
-    Engine::new(Config::default()).map_err(|e| report(&e))
+fn cache_command(action: &CacheAction, flag: Option<&Path>) -> ExitCode {
+    let Some(dir) = cache_dir(flag) else {
+        eprintln!("error: no cache directory (set KILN_CACHE_DIR or pass --cache-dir)");
+        return ExitCode::FAILURE;
+    };
+    if let CacheAction::Path = action {
+        println!("{}", dir.display());
+        return ExitCode::SUCCESS;
+    }
+    let result = FileStore::open(&dir).and_then(|store| match action {
+        CacheAction::Path => unreachable!("handled above"),
+        CacheAction::Stats => store.stats().map(|s| {
+            println!("{}", dir.display());
+            println!("entries: {}", s.files);
+            println!("bytes: {}", s.bytes);
+        }),
+        CacheAction::Gc { max_size } => store
+            .gc(max_size.unwrap_or(DEFAULT_SIZE_CAP), &HashSet::new())
+            .map(|r| {
+                println!(
+                    "removed {} entries ({} bytes), kept {} ({} bytes)",
+                    r.removed.files, r.removed.bytes, r.kept.files, r.kept.bytes
+                )
+            }),
+        CacheAction::Clear => store
+            .clear()
+            .map(|s| println!("removed {} entries ({} bytes)", s.files, s.bytes)),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn engine(config: Config) -> Result<Engine, ExitCode> {
+    Engine::new(config).map_err(|e| report(&e))
 }
 
 fn load(engine: &Engine, file: &Path, require_main: bool) -> Result<kiln::Module, Error> {
@@ -61,24 +179,94 @@ fn load(engine: &Engine, file: &Path, require_main: bool) -> Result<kiln::Module
     )
 }
 
-fn run(file: &Path) -> ExitCode {
-    let engine = match engine() {
+fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitCode {
+    let (store, open_warning) = open_cache(cache);
+    let config = Config {
+        cache: store.clone().map(|s| s as Arc<dyn CacheStore>),
+        ..Config::default()
+    };
+    let engine = match engine(config) {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let module = match load(&engine, file, true) {
+    let module = load(&engine, file, true);
+    if let Some(w) = &open_warning {
+        eprintln!("warning: {w}");
+    }
+    let module = match module {
         Ok(m) => m,
         Err(e) => return report(&e),
     };
-    match module.call("main", &[]) {
+    let stats = module.stats();
+    if let (None, Some(w)) = (&open_warning, &stats.cache.warning) {
+        eprintln!("warning: {w}");
+    }
+    if verbose {
+        for miss in &stats.cache.misses {
+            eprintln!("cache: {miss}");
+        }
+        eprintln!(
+            "cache: {} functions from the cache, {} compiled",
+            stats.cache.hits, stats.cache.compiled
+        );
+    }
+    if let Some(store) = &store
+        && !stats.cache.module_hit
+    {
+        // Only a run that wrote can have grown the cache past its cap. What this run used is
+        // never evicted.
+        let in_use: HashSet<Key> = stats.cache.keys_used.iter().map(|k| Key(*k)).collect();
+        if let Err(e) = store.gc(DEFAULT_SIZE_CAP, &in_use)
+            && verbose
+        {
+            eprintln!("cache: garbage collection failed: {e}");
+        }
+    }
+    let status = match call_main(&module) {
         Ok(Some(Value::Int(status))) => ExitCode::from(status as u8),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    };
+    if show_stats {
+        eprintln!("{}", stats_json(stats));
     }
+    status
+}
+
+/// Calls `main` on a thread whose stack is sure to hold 10,000 script frames. Loading stays on
+/// the main thread, whose allocator grows its heap in large steps.
+fn call_main(module: &kiln::Module) -> Result<Option<Value>, Error> {
+    let module = module.clone();
+    std::thread::Builder::new()
+        .name("kiln-main".into())
+        .stack_size(SCRIPT_STACK)
+        .spawn(move || module.call("main", &[]))
+        .map_err(|e| Error::Config(format!("cannot start the script thread: {e}")))?
+        .join()
+        .unwrap_or_else(|_| Err(Error::Internal("the script thread panicked".into())))
+}
+
+/// The `--stats` line: what loading did and where its time went, in microseconds.
+fn stats_json(stats: &LoadStats) -> String {
+    let us = |d: std::time::Duration| d.as_micros();
+    format!(
+        "{{\"functions\":{},\"compiled\":{},\"cache_hits\":{},\"module_hit\":{},\"parse_us\":{},\
+         \"lower_us\":{},\"codegen_us\":{},\"compile_wall_us\":{},\"link_us\":{},\"total_us\":{}}}",
+        stats.functions,
+        stats.cache.compiled,
+        stats.cache.hits,
+        stats.cache.module_hit,
+        us(stats.front_end),
+        us(stats.lower),
+        us(stats.codegen),
+        us(stats.compile_wall),
+        us(stats.link),
+        us(stats.total),
+    )
 }
 
 fn check(file: &Path, require_main: bool) -> ExitCode {
-    let engine = match engine() {
+    let engine = match engine(Config::default()) {
         Ok(e) => e,
         Err(code) => return code,
     };

@@ -15,7 +15,10 @@ use cranelift_codegen::{Context, FinalizedRelocTarget};
 /// What a relocation points at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RelocTarget {
-    Symbol(Symbol),
+    /// An index into the function's [`CompiledFunction::symbols`]. By index, not by name: a
+    /// function's cache key leaves out the names of what it refers to, so cached code is
+    /// relinked through the symbol table of the function being loaded now.
+    Symbol(u32),
     /// A helper Cranelift calls when the CPU lacks an instruction (e.g. `floor` without SSE4.1).
     LibCall(LibCall),
     /// An offset inside the function itself (constant pools).
@@ -37,6 +40,8 @@ pub struct CompiledFunction {
     pub code: Vec<u8>,
     pub alignment: u64,
     pub relocs: Vec<Relocation>,
+    /// What [`RelocTarget::Symbol`] indexes refer to.
+    pub symbols: Vec<Symbol>,
 }
 
 /// How the engine asks Cranelift to compile.
@@ -103,8 +108,7 @@ pub fn compile(
         .map(|r| {
             let target = match &r.target {
                 FinalizedRelocTarget::ExternalName(ExternalName::User(name)) => {
-                    let index = ctx.func.params.user_named_funcs()[*name].index;
-                    RelocTarget::Symbol(symbols[index as usize].clone())
+                    RelocTarget::Symbol(ctx.func.params.user_named_funcs()[*name].index)
                 }
                 FinalizedRelocTarget::ExternalName(ExternalName::LibCall(lc)) => {
                     RelocTarget::LibCall(*lc)
@@ -124,5 +128,6 @@ pub fn compile(
         code: bytes,
         alignment,
         relocs,
+        symbols,
     })
 }

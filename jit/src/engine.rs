@@ -4,10 +4,12 @@
 //! will sit between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
 //! ([`crate::link`]) — and allocates the module's globals and runtime context.
 
+use crate::cache::{FunctionMeta, GlobalDef, Miss, ModuleCache, encode_module, pointer_key};
 use crate::compile::{CodegenOptions, CompiledFunction, compile, host_isa};
 use crate::entry::{EntryFn, EntryStubs};
 use crate::error::{CompileError, Error, RuntimeError};
 use crate::host::{HostFunc, IntoHostFunc};
+use crate::keys::{Fingerprint, function_key, module_key};
 use crate::link::{LinkInput, link};
 use crate::lower::{Symbol, array_bytes, clif_signature, lower_function};
 use crate::runtime::{Output, RuntimeState, VmCtx};
@@ -16,6 +18,7 @@ use cranelift_codegen::Context;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
+use kiln_cache::CacheStore;
 use kiln_lang::program::{
     Const, FuncId, HostSignature, Program, Signature, TrapKind, Type, VarType,
 };
@@ -23,11 +26,11 @@ use kiln_lang::{CheckOptions, SourceFile, Span};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How an engine compiles and runs scripts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// The deepest script call allowed; the first call from the host is depth 1.
     pub max_call_depth: u32,
@@ -38,6 +41,30 @@ pub struct Config {
     /// The most native stack a call may use (it is also bounded by the calling thread's stack).
     pub max_native_stack: usize,
     pub codegen: CodegenOptions,
+    /// Where compiled modules are kept between loads and processes; `None` compiles every load.
+    /// A `kiln_cache::FileStore` persists them, `kiln_cache::Fallback` puts memory in front.
+    pub cache: Option<Arc<dyn CacheStore>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            max_call_depth,
+            capture_output,
+            array_stack_size,
+            max_native_stack,
+            codegen,
+            cache,
+        } = self;
+        f.debug_struct("Config")
+            .field("max_call_depth", max_call_depth)
+            .field("capture_output", capture_output)
+            .field("array_stack_size", array_stack_size)
+            .field("max_native_stack", max_native_stack)
+            .field("codegen", codegen)
+            .field("cache", &cache.as_ref().map(|_| "CacheStore"))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -49,6 +76,7 @@ impl Default for Config {
             array_stack_size: 256 << 20,
             max_native_stack: 1 << 30,
             codegen: CodegenOptions::default(),
+            cache: None,
         }
     }
 }
@@ -56,6 +84,7 @@ impl Default for Config {
 struct EngineShared {
     config: Config,
     isa: OwnedTargetIsa,
+    fingerprint: Fingerprint,
     stubs: EntryStubs,
 }
 
@@ -71,10 +100,12 @@ impl Engine {
             return Err(Error::Config("max_call_depth must be at least 1".into()));
         }
         let isa = host_isa(config.codegen).map_err(Error::Config)?;
+        let fingerprint = Fingerprint::new(&*isa, config.codegen).map_err(Error::Config)?;
         Ok(Engine {
             shared: Arc::new(EngineShared {
                 config,
                 stubs: EntryStubs::new(isa.clone()),
+                fingerprint,
                 isa,
             }),
             hosts: Vec::new(),
@@ -83,6 +114,12 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// What compiled code depends on besides the script: artifacts are only reused by an engine
+    /// with the same fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.shared.fingerprint
     }
 
     /// Makes a Rust function or closure callable from scripts loaded afterwards.
@@ -162,6 +199,10 @@ impl Engine {
     }
 
     /// Loads a module from a file's bytes, with extra front-end requirements.
+    ///
+    /// With a cache configured, an unchanged module is relinked straight from its artifact (no
+    /// front end, no Cranelift); a changed one recompiles only the functions whose keys miss. A
+    /// cache problem never fails the load: it is reported in [`LoadStats::cache`].
     pub fn load_bytes(
         &self,
         name: &str,
@@ -169,33 +210,106 @@ impl Engine {
         options: &CheckOptions,
     ) -> Result<Module, Error> {
         let start = Instant::now();
+        let shared = &*self.shared;
+        let fingerprint = &shared.fingerprint;
+        let hosts = self.host_signatures();
+        let mut report = CacheStats::default();
+        let cache = shared.config.cache.clone().map(ModuleCache::new);
+        let module_key = module_key(fingerprint, bytes, &hosts, options);
+        let pointer = pointer_key(fingerprint, name);
+        if let Some(cache) = &cache {
+            report.keys_used.push(module_key);
+            match cache.module(fingerprint, &module_key) {
+                Ok(cached) => {
+                    report.module_hit = true;
+                    report.hits = cached.functions.len();
+                    let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+                    let stats = LoadStats {
+                        functions: cached.functions.len(),
+                        cache: report,
+                        ..LoadStats::default()
+                    };
+                    return self.instantiate(file, cached.functions, cached.globals, stats, start);
+                }
+                Err(miss) => report.miss(format!("module miss: {miss}"), &miss),
+            }
+        }
+
         let program = self.front_end(name, bytes, options)?;
         let parsed = Instant::now();
-        let isa = &self.shared.isa;
-        let hosts = self.host_signatures();
-
-        let CompiledProgram {
-            functions: compiled,
-            lower: lower_time,
-            codegen: codegen_time,
-        } = compile_program(isa, &program, &hosts)?;
-        let mut functions = Vec::with_capacity(program.functions.len());
-        for (f, (_, sites)) in program.functions.iter().zip(&compiled) {
-            let entry = self.shared.stubs.get(&f.sig).map_err(Error::Internal)?;
-            functions.push(FunctionInfo {
-                name: f.name.clone(),
-                sig: f.sig.clone(),
-                span: f.span,
-                sites: sites.clone(),
-                address: 0,
-                entry,
-            });
-        }
-        let compiled: Vec<CompiledFunction> = compiled.into_iter().map(|(c, _)| c).collect();
+        let previous = match &cache {
+            Some(cache) => cache.previous_functions(fingerprint, &pointer),
+            None => HashMap::new(),
+        };
+        let keyed = cache.as_ref().map(|_| fingerprint);
+        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &previous)?;
         let compiled_at = Instant::now();
 
-        let mut globals = Vec::with_capacity(program.globals.len());
-        for g in &program.globals {
+        let globals: Vec<GlobalDef> = program
+            .globals
+            .iter()
+            .map(|g| GlobalDef {
+                name: g.name.clone(),
+                ty: g.ty,
+                init: g.init,
+            })
+            .collect();
+        let functions: Vec<(CompiledFunction, FunctionMeta)> = program
+            .functions
+            .iter()
+            .zip(compiled.functions)
+            .map(|(f, c)| {
+                let meta = FunctionMeta {
+                    name: f.name.clone(),
+                    sig: f.sig.clone(),
+                    span: f.span,
+                    sites: c.sites,
+                };
+                (c.code, meta)
+            })
+            .collect();
+        report.hits = compiled.reused;
+        report.compiled = functions.len() - compiled.reused;
+        if let Some(cache) = &cache {
+            let entries: Vec<_> = compiled
+                .keys
+                .iter()
+                .zip(&functions)
+                .map(|(k, (c, m))| (k, c, m))
+                .collect();
+            let written = encode_module(fingerprint, &module_key, &entries, &globals)
+                .and_then(|bytes| cache.store(&module_key, &pointer, &bytes));
+            match written {
+                Ok(()) => report.keys_used.push(pointer),
+                Err(why) => report.warn(format!("could not write the cache: {why}")),
+            }
+        }
+        let stats = LoadStats {
+            functions: functions.len(),
+            front_end: parsed - start,
+            lower: compiled.lower,
+            codegen: compiled.codegen,
+            compile_wall: compiled_at - parsed,
+            link: Duration::ZERO,
+            total: Duration::ZERO,
+            cache: report,
+        };
+        self.instantiate(program.file.clone(), functions, globals, stats, start)
+    }
+
+    /// Links compiled functions into a runnable module with fresh globals.
+    fn instantiate(
+        &self,
+        file: Arc<SourceFile>,
+        compiled: Vec<(CompiledFunction, FunctionMeta)>,
+        globals: Vec<GlobalDef>,
+        mut stats: LoadStats,
+        start: Instant,
+    ) -> Result<Module, Error> {
+        let link_start = Instant::now();
+        let isa = &self.shared.isa;
+        let mut slots = Vec::with_capacity(globals.len());
+        for g in globals {
             let words = match g.ty {
                 VarType::Scalar(_) => 1,
                 VarType::Array(a) => (array_bytes(a) / 8) as usize,
@@ -207,25 +321,22 @@ impl Engine {
                     write_scalar(storage.as_mut_ptr().cast(), ty, Value::from(init).to_bits())
                 };
             }
-            globals.push(GlobalSlot {
-                name: g.name.clone(),
+            slots.push(GlobalSlot {
+                name: g.name,
                 ty: g.ty,
                 storage,
             });
         }
         let used_hosts: Vec<Arc<HostFunc>> = self.hosts.clone();
-
-        let inputs: Vec<LinkInput> = program
-            .functions
+        let inputs: Vec<LinkInput> = compiled
             .iter()
-            .zip(&compiled)
-            .map(|(f, code)| LinkInput {
-                name: &f.name,
-                signature: clif_signature(&**isa, &f.sig),
+            .map(|(code, meta)| LinkInput {
+                name: &meta.name,
+                signature: clif_signature(&**isa, &meta.sig),
                 code,
             })
             .collect();
-        let global_addrs: HashMap<&str, *const u8> = globals
+        let global_addrs: HashMap<&str, *const u8> = slots
             .iter()
             .map(|g| (g.name.as_str(), g.storage.as_ptr().cast::<u8>()))
             .collect();
@@ -239,10 +350,19 @@ impl Engine {
             _ => None,
         })
         .map_err(Error::Internal)?;
-        for (f, &address) in functions.iter_mut().zip(&linked.addresses) {
-            f.address = address as usize;
-        }
-        let linked_at = Instant::now();
+        drop(inputs);
+        let functions: Vec<FunctionInfo> = compiled
+            .into_iter()
+            .zip(&linked.addresses)
+            .map(|((_, meta), &address)| FunctionInfo {
+                name: meta.name,
+                sig: meta.sig,
+                span: meta.span,
+                sites: meta.sites,
+                address: address as usize,
+                entry: OnceLock::new(),
+            })
+            .collect();
 
         let interrupt = Arc::new(AtomicU8::new(0));
         let output = if self.shared.config.capture_output {
@@ -265,18 +385,12 @@ impl Engine {
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
-        let stats = LoadStats {
-            functions: functions.len(),
-            front_end: parsed - start,
-            lower: lower_time,
-            codegen: codegen_time,
-            compile_wall: compiled_at - parsed,
-            link: linked_at - compiled_at,
-        };
+        stats.link = link_start.elapsed();
+        stats.total = start.elapsed();
         Ok(Module {
             inner: Arc::new(ModuleInner {
                 shared: self.shared.clone(),
-                file: program.file.clone(),
+                file,
                 functions,
                 by_name,
                 by_address,
@@ -287,7 +401,7 @@ impl Engine {
                 state: Mutex::new(Instance {
                     vmctx,
                     runtime,
-                    globals,
+                    globals: slots,
                     array_stack: Vec::new(),
                 }),
             }),
@@ -299,19 +413,32 @@ impl Engine {
 /// than it saves.
 const FUNCTIONS_PER_THREAD: usize = 16;
 
-/// Functions compiled by [`compile_program`]: each one's code and error sites, in order, and
-/// the time spent lowering and compiling, summed over threads.
+/// One function compiled (or reused) by [`compile_program`].
+struct CompiledOne {
+    code: CompiledFunction,
+    sites: Vec<Span>,
+    key: [u8; 32],
+    reused: bool,
+}
+
+/// Functions compiled by [`compile_program`], in order, with their cache keys, how many were
+/// reused, and the time spent lowering and compiling, summed over threads.
 struct CompiledProgram {
-    functions: Vec<(CompiledFunction, Vec<Span>)>,
+    functions: Vec<CompiledOne>,
+    keys: Vec<[u8; 32]>,
+    reused: usize,
     lower: Duration,
     codegen: Duration,
 }
 
-/// Lowers and compiles every function of `program`, spread over the machine's cores.
+/// Lowers every function of `program` and compiles it, spread over the machine's cores. With a
+/// fingerprint, each function is keyed and taken from `previous` when its key is there.
 fn compile_program(
     isa: &OwnedTargetIsa,
+    fingerprint: Option<&Fingerprint>,
     program: &Program,
     hosts: &[HostSignature],
+    previous: &HashMap<[u8; 32], CompiledFunction>,
 ) -> Result<CompiledProgram, Error> {
     let n = program.functions.len();
     let threads = std::thread::available_parallelism()
@@ -320,24 +447,39 @@ fn compile_program(
         .max(1);
     // Thread `t` takes functions t, t + threads, ...: neighbours in a file tend to be alike in
     // size, so interleaving balances the work.
-    let work = |t: usize| -> Result<CompiledProgram, String> {
+    let work = |t: usize| -> Result<(Vec<CompiledOne>, Duration, Duration), String> {
         let (mut fctx, mut ctx) = (FunctionBuilderContext::new(), Context::new());
-        let mut part = CompiledProgram {
-            functions: Vec::with_capacity(n / threads + 1),
-            lower: Duration::ZERO,
-            codegen: Duration::ZERO,
-        };
+        let (mut lower, mut codegen) = (Duration::ZERO, Duration::ZERO);
+        let mut out = Vec::with_capacity(n / threads + 1);
         for i in (t..n).step_by(threads) {
-            let start = Instant::now();
+            let started = Instant::now();
             let lowered = lower_function(&**isa, program, hosts, FuncId(i as u32), &mut fctx);
+            // The key must be taken before compiling, which optimizes the CLIF in place.
+            let key = fingerprint.map_or([0; 32], |fp| function_key(fp, &lowered));
             let sites = lowered.sites.clone();
             let lowered_at = Instant::now();
-            part.functions
-                .push((compile(&**isa, lowered, &mut ctx)?, sites));
-            part.lower += lowered_at - start;
-            part.codegen += lowered_at.elapsed();
+            lower += lowered_at - started;
+            let cached = fingerprint.and_then(|_| previous.get(&key));
+            let (code, reused) = match cached {
+                // Same key: same code, relinked through this lowering's symbol table.
+                Some(c) => (
+                    CompiledFunction {
+                        symbols: lowered.symbols,
+                        ..c.clone()
+                    },
+                    true,
+                ),
+                None => (compile(&**isa, lowered, &mut ctx)?, false),
+            };
+            codegen += lowered_at.elapsed();
+            out.push(CompiledOne {
+                code,
+                sites,
+                key,
+                reused,
+            });
         }
-        Ok(part)
+        Ok((out, lower, codegen))
     };
     let parts = if threads == 1 {
         vec![work(0)]
@@ -357,10 +499,10 @@ fn compile_program(
         .into_iter()
         .collect::<Result<Vec<_>, String>>()
         .map_err(Error::Internal)?;
-    let lower = parts.iter().map(|p| p.lower).sum();
-    let codegen = parts.iter().map(|p| p.codegen).sum();
-    let mut shares: Vec<_> = parts.into_iter().map(|p| p.functions.into_iter()).collect();
-    let functions = (0..n)
+    let lower = parts.iter().map(|p| p.1).sum();
+    let codegen = parts.iter().map(|p| p.2).sum();
+    let mut shares: Vec<_> = parts.into_iter().map(|p| p.0.into_iter()).collect();
+    let functions: Vec<CompiledOne> = (0..n)
         .map(|i| {
             shares[i % threads]
                 .next()
@@ -368,6 +510,8 @@ fn compile_program(
         })
         .collect();
     Ok(CompiledProgram {
+        keys: functions.iter().map(|f| f.key).collect(),
+        reused: functions.iter().filter(|f| f.reused).count(),
         functions,
         lower,
         codegen,
@@ -382,20 +526,56 @@ pub fn read_script(path: &std::path::Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// Where the time of loading a module went.
-#[derive(Clone, Copy, Debug, Default)]
+/// Where the time of loading a module went, and what the cache did.
+#[derive(Clone, Debug, Default)]
 pub struct LoadStats {
     pub functions: usize,
-    /// Parsing and checking.
+    /// Parsing and checking (zero on a module hit).
     pub front_end: Duration,
     /// Building Cranelift IR, summed over the compiling threads.
     pub lower: Duration,
-    /// Cranelift compiling to machine code, summed over the compiling threads.
+    /// Cranelift compiling to machine code (or taking cached code), summed over the threads.
     pub codegen: Duration,
     /// Wall-clock time of lowering and compiling together (they run in parallel).
     pub compile_wall: Duration,
-    /// Linking into executable memory.
+    /// Linking into executable memory and setting up the module.
     pub link: Duration,
+    /// The whole load, wall clock.
+    pub total: Duration,
+    pub cache: CacheStats,
+}
+
+/// What the cache did during one load.
+#[derive(Clone, Debug, Default)]
+pub struct CacheStats {
+    /// The whole module came from its artifact.
+    pub module_hit: bool,
+    /// Functions whose machine code came from the cache.
+    pub hits: usize,
+    /// Functions Cranelift compiled.
+    pub compiled: usize,
+    /// Why each miss missed, for verbose output.
+    pub misses: Vec<String>,
+    /// The one problem worth telling a user (a corrupt entry, an unwritable cache).
+    pub warning: Option<String>,
+    /// The entries this load read or wrote: what garbage collection must keep.
+    pub keys_used: Vec<[u8; 32]>,
+}
+
+impl CacheStats {
+    fn miss(&mut self, text: String, why: &Miss) {
+        if matches!(
+            why,
+            Miss::Corrupt(_) | Miss::FingerprintMismatch | Miss::Unavailable(_)
+        ) {
+            self.warn(format!("{text}; recompiling"));
+        }
+        self.misses.push(text);
+    }
+
+    fn warn(&mut self, text: String) {
+        self.warning.get_or_insert(text);
+    }
 }
 
 struct FunctionInfo {
@@ -404,7 +584,9 @@ struct FunctionInfo {
     span: Span,
     sites: Vec<Span>,
     address: usize,
-    entry: EntryFn,
+    /// The entry stub for `sig`, fetched on the first call: a module hit then compiles nothing
+    /// for functions the host never calls.
+    entry: OnceLock<EntryFn>,
 }
 
 struct GlobalSlot {
@@ -499,8 +681,8 @@ impl Module {
         &self.inner.file
     }
 
-    pub fn stats(&self) -> LoadStats {
-        self.inner.stats
+    pub fn stats(&self) -> &LoadStats {
+        &self.inner.stats
     }
 
     /// The names of the module's functions, in source order.
@@ -612,13 +794,20 @@ impl Module {
         ctx.array_stack_end = base + state.array_stack.len() * 8;
         state.runtime.pending = None;
 
+        let entry = match f.entry.get() {
+            Some(&entry) => entry,
+            None => {
+                let entry = inner.shared.stubs.get(&f.sig).map_err(Error::Internal)?;
+                *f.entry.get_or_init(|| entry)
+            }
+        };
         let mut ret = 0u64;
-        // SAFETY: `f.entry` is the stub for `f.sig`, `f.address` a function of this module with
+        // SAFETY: `entry` is the stub for `f.sig`, `f.address` a function of this module with
         // that signature, `args` were checked against it by the caller (typed handle or
         // `call`), and the context, its runtime state, globals and array stack are live and
         // exclusively ours for the duration of the call (we hold the lock).
         unsafe {
-            (f.entry)(ctx, f.address as *const u8, args.as_ptr(), &mut ret);
+            entry(ctx, f.address as *const u8, args.as_ptr(), &mut ret);
         }
         state.runtime.output.flush();
         if state.vmctx.trapped == 0 {

@@ -9,6 +9,7 @@
 //! steps are kept apart, with plain data between them, so that a cache of compiled functions can
 //! sit between lowering and linking.
 
+pub mod cache;
 pub mod compile;
 pub mod engine;
 pub mod entry;
@@ -17,6 +18,7 @@ pub mod host;
 pub mod keys;
 pub mod link;
 pub mod lower;
+pub mod memory;
 pub mod runtime;
 pub mod value;
 

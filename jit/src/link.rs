@@ -2,15 +2,17 @@
 //!
 //! Every import (globals, host functions, runtime functions, libcalls) is resolved before
 //! cranelift-jit sees it, so a missing symbol is an error value, never a panic inside the JIT.
-//! All code and data of one link go into one contiguous arena, which keeps PC-relative calls
-//! between script functions in range.
+//! All code and data of one link go into one mapping ([`crate::memory`]), which keeps
+//! PC-relative calls between script functions in range.
 
 use crate::compile::{CompiledFunction, RelocTarget};
 use crate::lower::{Symbol, function_symbol_name};
+use crate::memory::{CodeMemory, MemorySizes};
 use crate::runtime::libcall_address;
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_jit::{ArenaMemoryProvider, JITBuilder, JITModule};
+use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{
     DataDescription, DataId, FuncId, Linkage, Module, ModuleReloc, ModuleRelocTarget,
     default_libcall_names,
@@ -28,6 +30,21 @@ pub struct LinkInput<'a> {
 pub struct Linked {
     pub module: JITModule,
     pub addresses: Vec<*const u8>,
+}
+
+/// A relocation target with its symbol looked up.
+enum Target<'a> {
+    Symbol(&'a Symbol),
+    LibCall(ir::LibCall),
+}
+
+fn symbol(code: &CompiledFunction, index: u32) -> Result<&Symbol, String> {
+    code.symbols.get(index as usize).ok_or_else(|| {
+        format!(
+            "relocation to symbol #{index} of a table of {}",
+            code.symbols.len()
+        )
+    })
 }
 
 /// The name an imported symbol has for the JIT's symbol table.
@@ -53,7 +70,6 @@ pub fn link(
     // Resolve every import up front.
     let mut imports: HashMap<Symbol, String> = HashMap::new();
     let mut strings: Vec<&str> = Vec::new();
-    let mut libcalls: Vec<ir::LibCall> = Vec::new();
     let own: HashMap<&str, usize> = inputs
         .iter()
         .enumerate()
@@ -61,18 +77,23 @@ pub fn link(
         .collect();
     for input in inputs {
         for reloc in &input.code.relocs {
-            match &reloc.target {
-                RelocTarget::Symbol(Symbol::Str(s)) => {
+            let target = match &reloc.target {
+                RelocTarget::Symbol(i) => Target::Symbol(symbol(input.code, *i)?),
+                RelocTarget::LibCall(lc) => Target::LibCall(*lc),
+                RelocTarget::SelfOffset(_) => continue,
+            };
+            match target {
+                Target::Symbol(Symbol::Str(s)) => {
                     if !strings.contains(&s.as_str()) {
                         strings.push(s);
                     }
                 }
-                RelocTarget::Symbol(Symbol::Function(name)) => {
+                Target::Symbol(Symbol::Function(name)) => {
                     if !own.contains_key(name.as_str()) {
                         return Err(format!("unresolved script function `{name}`"));
                     }
                 }
-                RelocTarget::Symbol(symbol) => {
+                Target::Symbol(symbol) => {
                     if imports.contains_key(symbol) {
                         continue;
                     }
@@ -85,28 +106,37 @@ pub fn link(
                     builder.symbol(name.clone(), address);
                     imports.insert(symbol.clone(), name);
                 }
-                RelocTarget::LibCall(lc) => {
-                    let address = libcall_address(*lc)
+                Target::LibCall(lc) => {
+                    let address = libcall_address(lc)
                         .ok_or_else(|| format!("unsupported Cranelift libcall {lc:?}"))?;
-                    builder.symbol(default_libcall_names()(*lc), address);
-                    libcalls.push(*lc);
+                    builder.symbol(default_libcall_names()(lc), address);
                 }
-                RelocTarget::SelfOffset(_) => {}
             }
         }
     }
 
-    // One arena for everything, sized from what is linked; each memory kind is page-aligned.
-    let page = 64 * 1024;
-    let code_bytes: u64 = inputs
+    // One mapping for everything, sized from what is linked. cranelift-jit reserves a 24-byte
+    // veneer after the function for each `Arm64Call`, in case the callee is out of `bl` range.
+    let executable: usize = inputs
         .iter()
-        .map(|f| f.code.code.len() as u64 + f.code.alignment.max(16))
+        .map(|f| {
+            let calls = f
+                .code
+                .relocs
+                .iter()
+                .filter(|r| r.kind == Reloc::Arm64Call)
+                .count();
+            f.code.code.len() + f.code.alignment.max(16) as usize + 24 * calls
+        })
         .sum();
-    let data_bytes: u64 = strings.iter().map(|s| s.len() as u64 + 16).sum();
-    let arena_size = (code_bytes + data_bytes + 4 * page) as usize;
-    let arena = ArenaMemoryProvider::new_with_size(arena_size)
-        .map_err(|e| format!("cannot reserve {arena_size} bytes for code: {e}"))?;
-    builder.memory_provider(Box::new(arena));
+    let read_only: usize = strings.iter().map(|s| s.len() + 1 + 16).sum();
+    let memory = CodeMemory::new(MemorySizes {
+        executable,
+        read_only,
+        writable: 0,
+    })
+    .map_err(|e| e.to_string())?;
+    builder.memory_provider(Box::new(memory));
     let mut module = JITModule::new(builder);
     let err = |e: cranelift_module::ModuleError| e.to_string();
 
@@ -148,16 +178,16 @@ pub fn link(
             .iter()
             .map(|r| {
                 let name = match &r.target {
-                    RelocTarget::Symbol(Symbol::Function(name)) => {
-                        let f = func_ids[own[name.as_str()]];
-                        ModuleRelocTarget::user(0, f.as_u32())
-                    }
-                    RelocTarget::Symbol(Symbol::Str(s)) => {
-                        ModuleRelocTarget::user(1, string_ids[s.as_str()].as_u32())
-                    }
-                    RelocTarget::Symbol(symbol) => {
-                        ModuleRelocTarget::user(1, import_ids[symbol].as_u32())
-                    }
+                    // Checked in the first pass.
+                    RelocTarget::Symbol(i) => match &input.code.symbols[*i as usize] {
+                        Symbol::Function(name) => {
+                            ModuleRelocTarget::user(0, func_ids[own[name.as_str()]].as_u32())
+                        }
+                        Symbol::Str(s) => {
+                            ModuleRelocTarget::user(1, string_ids[s.as_str()].as_u32())
+                        }
+                        symbol => ModuleRelocTarget::user(1, import_ids[symbol].as_u32()),
+                    },
                     RelocTarget::LibCall(lc) => ModuleRelocTarget::LibCall(*lc),
                     RelocTarget::SelfOffset(off) => ModuleRelocTarget::FunctionOffset(id, *off),
                 };

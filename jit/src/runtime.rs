@@ -315,6 +315,29 @@ pub enum RuntimeFn {
 }
 
 impl RuntimeFn {
+    pub const ALL: [RuntimeFn; 15] = [
+        RuntimeFn::Trap,
+        RuntimeFn::CallHost,
+        RuntimeFn::PrintInt,
+        RuntimeFn::PrintFloat,
+        RuntimeFn::PrintBool,
+        RuntimeFn::PrintStr,
+        RuntimeFn::Zero,
+        RuntimeFn::Copy,
+        RuntimeFn::Sin,
+        RuntimeFn::Cos,
+        RuntimeFn::Tan,
+        RuntimeFn::Exp,
+        RuntimeFn::Ln,
+        RuntimeFn::Pow,
+        RuntimeFn::Fmod,
+    ];
+
+    /// The runtime function with symbol name `name`.
+    pub fn from_symbol(name: &str) -> Option<RuntimeFn> {
+        RuntimeFn::ALL.into_iter().find(|f| f.symbol() == name)
+    }
+
     /// The symbol name relocations refer to. Part of Kiln's ABI: renaming one changes what
     /// cached code links against.
     pub fn symbol(self) -> &'static str {

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (one link step) with a module per area.
 
 mod api;
+mod cache;
 mod cli;
 mod differential;
 mod docs;

@@ -10,6 +10,9 @@
 //! messages name files the same way everywhere (`statements/while.kl`). A first line
 //! `// args: WORDS...` replaces `run` with those words; the path is still appended.
 //!
+//! Every case runs twice in a cache directory of its own: cold (compiled, then stored) and warm
+//! (relinked from the cache). Both runs must meet the same expectations.
+//!
 //! `KILN_BLESS=1` rewrites the expectation files from the actual results (deleting those that
 //! would be empty or `0`); `KILN_PROGRAMS=TEXT` runs only the cases whose path contains TEXT.
 //! Every failing case is reported, each with a diff, before the test fails.
@@ -154,16 +157,50 @@ fn run_all(root: &Path, cases: &[Case], bless: bool) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs one case; returns a report when it does not match its expectations.
+/// Runs one case twice in a cache of its own, cold (compiled) then warm (from the cache), and
+/// checks both runs; returns a report when either does not match the expectations.
 fn run_case(root: &Path, case: &Case, bless: bool) -> Option<String> {
+    let cache = tempfile::tempdir().expect("a temporary cache directory");
+    let cold = run_pass(root, case, bless, cache.path(), "cold");
+    if bless || cold.is_some() {
+        return cold;
+    }
+    let compiled = !fs::read(case.stem.with_extension("status"))
+        .is_ok_and(|s| String::from_utf8_lossy(&s).trim() == "1");
+    let ran = command_words(&fs::read(case.stem.with_extension("kl")).unwrap_or_default())
+        .first()
+        .is_some_and(|w| w == "run");
+    if compiled && ran && entries(cache.path()) == 0 {
+        return Some(format!(
+            "=== {}: the cold run left nothing in the cache",
+            case.name
+        ));
+    }
+    run_pass(root, case, false, cache.path(), "warm")
+}
+
+/// The number of files under `dir`.
+fn entries(dir: &Path) -> usize {
+    fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() { entries(&path) } else { 1 }
+            })
+            .sum()
+    })
+}
+
+/// One run of a case; `pass` names it in a failure.
+fn run_pass(root: &Path, case: &Case, bless: bool, cache: &Path, pass: &str) -> Option<String> {
     let source = fs::read(case.stem.with_extension("kl")).expect("reading the case");
     let mut args = command_words(&source);
     args.push(case.name.clone());
-    let run = support::kiln(&args, root, TIME_LIMIT);
+    let run = support::kiln_with_cache(&args, root, TIME_LIMIT, cache);
     let Some(status) = run.code else {
         // A crash or a hang is never the expected behaviour, and never blessed.
         return Some(format!(
-            "=== {}: kiln {} was {}\n{}",
+            "=== {} ({pass}): kiln {} was {}\n{}",
             case.name,
             args.join(" "),
             run.describe(),
@@ -192,7 +229,7 @@ fn run_case(root: &Path, case: &Case, bless: bool) -> Option<String> {
         None
     } else {
         Some(format!(
-            "=== {} (kiln {})\n{report}",
+            "=== {} ({pass}: kiln {})\n{report}",
             case.name,
             args.join(" ")
         ))

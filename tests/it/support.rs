@@ -50,17 +50,57 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(KILN)
+    kiln_with_cache(args, cwd, limit, private_cache())
+}
+
+/// Like [`kiln`], with the compile cache in `cache_dir`.
+pub fn kiln_with_cache<I, S>(args: I, cwd: &Path, limit: Duration, cache_dir: &Path) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(KILN);
+    command
         .args(args)
         .current_dir(cwd)
+        .env("KILN_CACHE_DIR", cache_dir)
+        .env_remove("KILN_CACHE");
+    run_with_limit(command, limit)
+}
+
+/// A cache directory of this test process's own, so that tests never read or write the user's
+/// real cache (`--cache-dir` in a test's arguments still takes precedence).
+pub fn private_cache() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary cache directory"))
+        .path()
+}
+
+/// Runs a prepared command (the binary under a wrapper, or with its own environment) the way
+/// [`kiln`] runs the binary: no standard input, both streams captured, killed (SIGKILL on Unix)
+/// once `limit` has passed. A short `limit` is also how a test kills a run part-way through.
+pub fn run_with_limit(command: Command, limit: Duration) -> Run {
+    run_until(command, limit, Duration::from_millis(5), &mut || false)
+}
+
+/// [`run_with_limit`], also killing the process as soon as `stop` returns true; `stop` is asked
+/// every `poll` while the process runs (so a test can kill it at a moment it observes, such as a
+/// file appearing). Its `Run` has `timed_out` false when `stop` ended it.
+pub fn run_until(
+    mut command: Command,
+    limit: Duration,
+    poll: Duration,
+    stop: &mut dyn FnMut() -> bool,
+) -> Run {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {KILN}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     let stdout = drain(child.stdout.take().expect("stdout is piped"));
     let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let (status, timed_out) = wait_with_limit(&mut child, limit);
+    let (status, timed_out) = wait_with_limit(&mut child, limit, poll, stop);
     Run {
         code: status.code(),
         signal: signal_of(&status),
@@ -79,18 +119,24 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-fn wait_with_limit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, bool) {
+fn wait_with_limit(
+    child: &mut Child,
+    limit: Duration,
+    poll: Duration,
+    stop: &mut dyn FnMut() -> bool,
+) -> (std::process::ExitStatus, bool) {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("waiting on kiln") {
             return (status, false);
         }
-        if Instant::now() >= deadline {
+        let timed_out = Instant::now() >= deadline;
+        if timed_out || stop() {
             // Killing can only fail if the process has just exited; `wait` reaps it either way.
             let _ = child.kill();
-            return (child.wait().expect("waiting on killed kiln"), true);
+            return (child.wait().expect("waiting on killed kiln"), timed_out);
         }
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(poll);
     }
 }
 
