@@ -43,6 +43,8 @@ pub struct Config {
     pub codegen: CodegenOptions,
     /// Where compiled modules are kept between loads and processes; `None` compiles every load.
     /// A `kiln_cache::FileStore` persists them, `kiln_cache::Fallback` puts memory in front.
+    /// With a cache, the engine also remembers the functions it compiled, so that a function
+    /// shared by several modules is compiled once.
     pub cache: Option<Arc<dyn CacheStore>>,
 }
 
@@ -86,6 +88,9 @@ struct EngineShared {
     isa: OwnedTargetIsa,
     fingerprint: Fingerprint,
     stubs: EntryStubs,
+    /// With a cache: every function this engine compiled, by key, so that modules sharing a
+    /// function compile it once.
+    compiled: Mutex<HashMap<[u8; 32], CompiledFunction>>,
 }
 
 /// Compiles modules; holds the configuration and the registered host functions.
@@ -107,6 +112,7 @@ impl Engine {
                 stubs: EntryStubs::new(isa.clone()),
                 fingerprint,
                 isa,
+                compiled: Mutex::new(HashMap::new()),
             }),
             hosts: Vec::new(),
         })
@@ -237,13 +243,27 @@ impl Engine {
 
         let program = self.front_end(name, bytes, options)?;
         let parsed = Instant::now();
+        // Reusable code: the previous version of this file (an edit recompiles only what
+        // changed), then whatever this engine compiled for other modules.
         let previous = match &cache {
             Some(cache) => cache.previous_functions(fingerprint, &pointer),
             None => HashMap::new(),
         };
+        let reuse = |key: &[u8; 32]| {
+            previous.get(key).cloned().or_else(|| {
+                let seen = shared.compiled.lock().unwrap_or_else(|e| e.into_inner());
+                seen.get(key).cloned()
+            })
+        };
         let keyed = cache.as_ref().map(|_| fingerprint);
-        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &previous)?;
+        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &reuse)?;
         let compiled_at = Instant::now();
+        if cache.is_some() {
+            let mut seen = shared.compiled.lock().unwrap_or_else(|e| e.into_inner());
+            for f in compiled.functions.iter().filter(|f| !f.reused) {
+                seen.insert(f.key, f.code.clone());
+            }
+        }
 
         let globals: Vec<GlobalDef> = program
             .globals
@@ -432,13 +452,13 @@ struct CompiledProgram {
 }
 
 /// Lowers every function of `program` and compiles it, spread over the machine's cores. With a
-/// fingerprint, each function is keyed and taken from `previous` when its key is there.
+/// fingerprint, each function is keyed, and `reuse` may give its code instead of compiling it.
 fn compile_program(
     isa: &OwnedTargetIsa,
     fingerprint: Option<&Fingerprint>,
     program: &Program,
     hosts: &[HostSignature],
-    previous: &HashMap<[u8; 32], CompiledFunction>,
+    reuse: &(dyn Fn(&[u8; 32]) -> Option<CompiledFunction> + Sync),
 ) -> Result<CompiledProgram, Error> {
     let n = program.functions.len();
     let threads = std::thread::available_parallelism()
@@ -459,13 +479,13 @@ fn compile_program(
             let sites = lowered.sites.clone();
             let lowered_at = Instant::now();
             lower += lowered_at - started;
-            let cached = fingerprint.and_then(|_| previous.get(&key));
+            let cached = fingerprint.and_then(|_| reuse(&key));
             let (code, reused) = match cached {
                 // Same key: same code, relinked through this lowering's symbol table.
                 Some(c) => (
                     CompiledFunction {
                         symbols: lowered.symbols,
-                        ..c.clone()
+                        ..c
                     },
                     true,
                 ),

@@ -1382,3 +1382,29 @@ fn the_cache_commands_count_collect_and_clear() {
     command(&["clear"]);
     command(&["stats"]);
 }
+
+/// Modules that share a function compile it once per engine: the second module reuses the
+/// code compiled for the first (counted, not timed).
+#[test]
+fn a_function_shared_by_two_modules_is_compiled_once() {
+    let store: std::sync::Arc<dyn kiln_cache::CacheStore> =
+        std::sync::Arc::new(kiln_cache::MemoryStore::new());
+    let engine = kiln::Engine::new(kiln::Config {
+        cache: Some(store),
+        capture_output: true,
+        ..kiln::Config::default()
+    })
+    .unwrap();
+    let shared = "fn smooth(x: float, k: int) -> float {\n    let y = x;\n    for i in 0..k {\n        y = y * 0.5 + 1.0;\n    }\n    return y;\n}\n";
+    let a = format!("{shared}fn main() {{ print(smooth(1.0, 3)); }}\n");
+    let b = format!(
+        "fn other() -> int {{ return 7; }}\n{shared}fn main() {{ print(smooth(3.0, other())); }}\n"
+    );
+    let first = engine.load_str("a.kl", &a).unwrap();
+    assert_eq!(first.stats().cache.compiled, 2);
+    let second = engine.load_str("b.kl", &b).unwrap();
+    let stats = &second.stats().cache;
+    assert_eq!((stats.compiled, stats.hits), (2, 1), "{stats:?}");
+    second.call("main", &[]).unwrap();
+    assert_eq!(second.take_output(), "2.0078125\n");
+}
