@@ -8,7 +8,7 @@
 //! the artifact's checksums and fingerprint by `kiln-cache`, the embedded module key and every
 //! decoded field here. Anything that does not decode is a miss with a reason, never a panic.
 
-use crate::compile::{CompiledFunction, RelocTarget, Relocation};
+use crate::compile::{CodeRef, CompiledFunction, RelocTarget, Relocation};
 use crate::keys::Fingerprint;
 use crate::lower::Symbol;
 use crate::runtime::RuntimeFn;
@@ -39,9 +39,38 @@ pub struct GlobalDef {
     pub init: Option<Const>,
 }
 
+/// A function read back from an artifact: its code borrowed from the artifact's bytes (used in
+/// place, never copied), its relocations and symbols decoded.
+pub struct CachedFunction<'a> {
+    pub code: &'a [u8],
+    pub alignment: u64,
+    pub relocs: Vec<Relocation>,
+    pub symbols: Vec<Symbol>,
+}
+
+impl<'a> CachedFunction<'a> {
+    pub fn as_code(&self) -> CodeRef<'_> {
+        CodeRef {
+            code: self.code,
+            alignment: self.alignment,
+            relocs: &self.relocs,
+            symbols: &self.symbols,
+        }
+    }
+
+    fn to_owned(&self) -> CompiledFunction {
+        CompiledFunction {
+            code: self.code.to_vec(),
+            alignment: self.alignment,
+            relocs: self.relocs.clone(),
+            symbols: self.symbols.clone(),
+        }
+    }
+}
+
 /// A module read back from its artifact, ready to link.
-pub struct CachedModule {
-    pub functions: Vec<(CompiledFunction, FunctionMeta)>,
+pub struct CachedModule<'a> {
+    pub functions: Vec<(CachedFunction<'a>, FunctionMeta)>,
     pub globals: Vec<GlobalDef>,
 }
 
@@ -79,13 +108,9 @@ impl ModuleCache {
         ModuleCache { store }
     }
 
-    /// The module stored under `key`, fully checked and decoded.
-    pub fn module(&self, fingerprint: &Fingerprint, key: &[u8; 32]) -> Result<CachedModule, Miss> {
-        let artifact = self.artifact(fingerprint, key)?;
-        decode_module(&artifact.artifact(), key).map_err(Miss::Corrupt)
-    }
-
-    fn artifact(
+    /// The artifact stored under `key`, its checksums and fingerprint verified; decode it with
+    /// [`decode_module`] while it is alive.
+    pub fn artifact(
         &self,
         fingerprint: &Fingerprint,
         key: &[u8; 32],
@@ -124,7 +149,7 @@ impl ModuleCache {
         }
         for f in artifact.functions() {
             if let Ok((code, _)) = decode_function(&artifact, &f) {
-                reusable.insert(f.key().0, code);
+                reusable.insert(f.key().0, code.to_owned());
             }
         }
         reusable
@@ -284,7 +309,11 @@ fn module_key_of(artifact: &Artifact<'_>) -> Option<[u8; 32]> {
     Reader(artifact.module_blob()).array()
 }
 
-fn decode_module(artifact: &Artifact<'_>, key: &[u8; 32]) -> Result<CachedModule, String> {
+/// Decodes a verified artifact that should hold the module with key `key`.
+pub fn decode_module<'a>(
+    artifact: &Artifact<'a>,
+    key: &[u8; 32],
+) -> Result<CachedModule<'a>, String> {
     let mut blob = Reader(artifact.module_blob());
     // The store names entries by key but cannot vouch for what a file holds; the artifact does.
     if blob.array() != Some(*key) {
@@ -317,10 +346,10 @@ fn decode_module(artifact: &Artifact<'_>, key: &[u8; 32]) -> Result<CachedModule
     Ok(CachedModule { functions, globals })
 }
 
-fn decode_function(
-    artifact: &Artifact<'_>,
-    f: &kiln_cache::Function<'_>,
-) -> Result<(CompiledFunction, FunctionMeta), String> {
+fn decode_function<'a>(
+    artifact: &Artifact<'a>,
+    f: &kiln_cache::Function<'a>,
+) -> Result<(CachedFunction<'a>, FunctionMeta), String> {
     let mut m = Reader(f.metadata());
     let sig = m.signature().ok_or("signature")?;
     let span = m.span().ok_or("span")?;
@@ -352,8 +381,8 @@ fn decode_function(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let code = CompiledFunction {
-        code: f.code().to_vec(),
+    let code = CachedFunction {
+        code: f.code(),
         alignment: u64::from(f.align()),
         relocs,
         symbols,

@@ -44,6 +44,27 @@ pub struct CompiledFunction {
     pub symbols: Vec<Symbol>,
 }
 
+/// A borrowed view of machine code to link: from a fresh compile, or straight from a mapped
+/// cache artifact (whose bytes are used in place).
+#[derive(Clone, Copy, Debug)]
+pub struct CodeRef<'a> {
+    pub code: &'a [u8],
+    pub alignment: u64,
+    pub relocs: &'a [Relocation],
+    pub symbols: &'a [Symbol],
+}
+
+impl CompiledFunction {
+    pub fn as_code(&self) -> CodeRef<'_> {
+        CodeRef {
+            code: &self.code,
+            alignment: self.alignment,
+            relocs: &self.relocs,
+            symbols: &self.symbols,
+        }
+    }
+}
+
 /// How the engine asks Cranelift to compile.
 #[derive(Clone, Copy, Debug)]
 pub struct CodegenOptions {

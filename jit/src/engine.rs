@@ -4,8 +4,10 @@
 //! will sit between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
 //! ([`crate::link`]) — and allocates the module's globals and runtime context.
 
-use crate::cache::{FunctionMeta, GlobalDef, Miss, ModuleCache, encode_module, pointer_key};
-use crate::compile::{CodegenOptions, CompiledFunction, compile, host_isa};
+use crate::cache::{
+    FunctionMeta, GlobalDef, Miss, ModuleCache, decode_module, encode_module, pointer_key,
+};
+use crate::compile::{CodeRef, CodegenOptions, CompiledFunction, compile, host_isa};
 use crate::entry::{EntryFn, EntryStubs};
 use crate::error::{CompileError, Error, RuntimeError};
 use crate::host::{HostFunc, IntoHostFunc};
@@ -225,18 +227,29 @@ impl Engine {
         let pointer = pointer_key(fingerprint, name);
         if let Some(cache) = &cache {
             report.keys_used.push(module_key);
-            match cache.module(fingerprint, &module_key) {
-                Ok(cached) => {
+            let cached = cache
+                .artifact(fingerprint, &module_key)
+                .and_then(|artifact| {
+                    let module =
+                        decode_module(&artifact.artifact(), &module_key).map_err(Miss::Corrupt)?;
                     report.module_hit = true;
-                    report.hits = cached.functions.len();
+                    report.hits = module.functions.len();
                     let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
                     let stats = LoadStats {
-                        functions: cached.functions.len(),
-                        cache: report,
+                        functions: module.functions.len(),
+                        cache: std::mem::take(&mut report),
                         ..LoadStats::default()
                     };
-                    return self.instantiate(file, cached.functions, cached.globals, stats, start);
-                }
+                    // The code is linked straight from the mapped artifact, which lives until then.
+                    let (codes, metas): (Vec<_>, Vec<_>) = module
+                        .functions
+                        .iter()
+                        .map(|(code, meta)| (code.as_code(), meta.clone()))
+                        .unzip();
+                    Ok(self.instantiate(file, &codes, metas, module.globals, stats, start))
+                });
+            match cached {
+                Ok(module) => return module,
                 Err(miss) => report.miss(format!("module miss: {miss}"), &miss),
             }
         }
@@ -314,14 +327,19 @@ impl Engine {
             total: Duration::ZERO,
             cache: report,
         };
-        self.instantiate(program.file.clone(), functions, globals, stats, start)
+        let (codes, metas): (Vec<_>, Vec<_>) = functions
+            .iter()
+            .map(|(code, meta)| (code.as_code(), meta.clone()))
+            .unzip();
+        self.instantiate(program.file.clone(), &codes, metas, globals, stats, start)
     }
 
     /// Links compiled functions into a runnable module with fresh globals.
     fn instantiate(
         &self,
         file: Arc<SourceFile>,
-        compiled: Vec<(CompiledFunction, FunctionMeta)>,
+        codes: &[CodeRef<'_>],
+        metas: Vec<FunctionMeta>,
         globals: Vec<GlobalDef>,
         mut stats: LoadStats,
         start: Instant,
@@ -348,9 +366,10 @@ impl Engine {
             });
         }
         let used_hosts: Vec<Arc<HostFunc>> = self.hosts.clone();
-        let inputs: Vec<LinkInput> = compiled
+        let inputs: Vec<LinkInput> = codes
             .iter()
-            .map(|(code, meta)| LinkInput {
+            .zip(&metas)
+            .map(|(&code, meta)| LinkInput {
                 name: &meta.name,
                 signature: clif_signature(&**isa, &meta.sig),
                 code,
@@ -371,10 +390,10 @@ impl Engine {
         })
         .map_err(Error::Internal)?;
         drop(inputs);
-        let functions: Vec<FunctionInfo> = compiled
+        let functions: Vec<FunctionInfo> = metas
             .into_iter()
             .zip(&linked.addresses)
-            .map(|((_, meta), &address)| FunctionInfo {
+            .map(|(meta, &address)| FunctionInfo {
                 name: meta.name,
                 sig: meta.sig,
                 span: meta.span,

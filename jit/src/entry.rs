@@ -51,7 +51,7 @@ impl EntryStubs {
             &[LinkInput {
                 name: &name,
                 signature,
-                code: &code,
+                code: code.as_code(),
             }],
             &|_| None,
         )?;

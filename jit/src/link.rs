@@ -5,7 +5,7 @@
 //! All code and data of one link go into one mapping ([`crate::memory`]), which keeps
 //! PC-relative calls between script functions in range.
 
-use crate::compile::{CompiledFunction, RelocTarget};
+use crate::compile::{CodeRef, RelocTarget};
 use crate::lower::{Symbol, function_symbol_name};
 use crate::memory::{CodeMemory, MemorySizes};
 use crate::runtime::libcall_address;
@@ -23,7 +23,7 @@ use std::collections::HashMap;
 pub struct LinkInput<'a> {
     pub name: &'a str,
     pub signature: ir::Signature,
-    pub code: &'a CompiledFunction,
+    pub code: CodeRef<'a>,
 }
 
 /// Linked code: the JIT module owning the memory, and each input function's address.
@@ -38,7 +38,7 @@ enum Target<'a> {
     LibCall(ir::LibCall),
 }
 
-fn symbol(code: &CompiledFunction, index: u32) -> Result<&Symbol, String> {
+fn symbol<'a>(code: &CodeRef<'a>, index: u32) -> Result<&'a Symbol, String> {
     code.symbols.get(index as usize).ok_or_else(|| {
         format!(
             "relocation to symbol #{index} of a table of {}",
@@ -76,9 +76,9 @@ pub fn link(
         .map(|(i, f)| (f.name, i))
         .collect();
     for input in inputs {
-        for reloc in &input.code.relocs {
+        for reloc in input.code.relocs {
             let target = match &reloc.target {
-                RelocTarget::Symbol(i) => Target::Symbol(symbol(input.code, *i)?),
+                RelocTarget::Symbol(i) => Target::Symbol(symbol(&input.code, *i)?),
                 RelocTarget::LibCall(lc) => Target::LibCall(*lc),
                 RelocTarget::SelfOffset(_) => continue,
             };
@@ -130,6 +130,17 @@ pub fn link(
         })
         .sum();
     let read_only: usize = strings.iter().map(|s| s.len() + 1 + 16).sum();
+    // Calls between script functions and references to string literals are PC-relative:
+    // ±2 GiB on x86-64 (`X86CallPCRel4`, `X86PCRel4`), ±4 GiB for aarch64's `adrp`. Keeping the
+    // whole module in one mapping below 2 GiB keeps every such reference in range; aarch64's
+    // `bl` (±128 MiB) gets a veneer from cranelift-jit when a callee is farther.
+    const PC_RELATIVE_RANGE: usize = i32::MAX as usize;
+    if executable.saturating_add(read_only) > PC_RELATIVE_RANGE {
+        return Err(format!(
+            "module too large to link: {executable} bytes of code and {read_only} of data \
+             exceed the 2 GiB reach of PC-relative references"
+        ));
+    }
     let memory = CodeMemory::new(MemorySizes {
         executable,
         read_only,
@@ -200,7 +211,7 @@ pub fn link(
             })
             .collect();
         module
-            .define_function_bytes(id, input.code.alignment, &input.code.code, &relocs)
+            .define_function_bytes(id, input.code.alignment, input.code.code, &relocs)
             .map_err(err)?;
     }
     module.finalize_definitions().map_err(err)?;
