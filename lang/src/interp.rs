@@ -12,9 +12,10 @@
 //! The interpreter has no interrupts; everything else in LANGUAGE.md section 8 is reported as an
 //! [`InterpError`] with the same kind, function and span the JIT reports.
 
+use crate::consts;
 use crate::program::{
     ArrayRef, ArrayType, BinOp, Block, Builtin, Call, Callee, Const, Expr, ExprKind, FuncId,
-    Function, GlobalId, HostId, Place, PrintArg, Program, Stmt, TrapKind, Type, UnOp, VarType,
+    Function, GlobalId, HostId, Place, PrintArg, Program, Stmt, TrapKind, Type, VarType,
 };
 use crate::source::Span;
 use std::io::Write;
@@ -549,16 +550,7 @@ impl<'p> Interpreter<'p> {
                 let i = checked_index(i, arr.len(), e.span, frame.func)?;
                 arr.get(i)
             }
-            ExprKind::Unary { op, operand } => {
-                let v = self.eval(operand, frame, io)?;
-                match (op, v) {
-                    (UnOp::Neg, Const::Int(x)) => Const::Int(x.wrapping_neg()),
-                    (UnOp::Neg, Const::Float(x)) => Const::Float(-x),
-                    (UnOp::Not, Const::Bool(b)) => Const::Bool(!b),
-                    (UnOp::Not, Const::Int(x)) => Const::Int(!x),
-                    (op, v) => ill_typed(&format!("{op:?} on {v:?}")),
-                }
-            }
+            ExprKind::Unary { op, operand } => consts::unary(*op, self.eval(operand, frame, io)?),
             ExprKind::Binary {
                 op,
                 lhs,
@@ -575,7 +567,7 @@ impl<'p> Interpreter<'p> {
             ExprKind::Or(lhs, rhs) => {
                 Const::Bool(self.eval_bool(lhs, frame, io)? || self.eval_bool(rhs, frame, io)?)
             }
-            ExprKind::Cast(operand) => cast(self.eval(operand, frame, io)?, e.ty),
+            ExprKind::Cast(operand) => consts::cast(self.eval(operand, frame, io)?, e.ty),
             ExprKind::Call(call) => match self.eval_call(call, frame, io)? {
                 Some(v) => v,
                 None => ill_typed("a call without a result used as a value"),
@@ -642,74 +634,16 @@ fn checked_index(i: i64, len: usize, span: Span, function: FuncId) -> Outcome<us
 }
 
 /// A binary operator (not `&&`/`||`) on two values of the same type; `span` and `function`
-/// locate a division by zero.
+/// locate a division by zero. The operators' semantics are the constant folder's: one
+/// implementation of LANGUAGE.md section 5 for the whole front end (the oracle's independence
+/// that matters is from the JIT).
 fn binary(op: BinOp, a: Const, b: Const, span: Span, function: FuncId) -> Outcome<Const> {
-    use BinOp::*;
-    let div_by_zero = || InterpError {
+    consts::binary(op, a, b).ok_or(InterpError {
         kind: TrapKind::DivisionByZero,
         function,
         span,
         message: None,
-    };
-    Ok(match (a, b) {
-        (Const::Int(x), Const::Int(y)) => match op {
-            Add => Const::Int(x.wrapping_add(y)),
-            Sub => Const::Int(x.wrapping_sub(y)),
-            Mul => Const::Int(x.wrapping_mul(y)),
-            // `wrapping_div` gives `MIN / -1 == MIN` and `wrapping_rem` gives `MIN % -1 == 0`,
-            // as the language defines; both truncate toward zero like C.
-            Div if y == 0 => return Err(div_by_zero()),
-            Div => Const::Int(x.wrapping_div(y)),
-            Rem if y == 0 => return Err(div_by_zero()),
-            Rem => Const::Int(x.wrapping_rem(y)),
-            BitAnd => Const::Int(x & y),
-            BitOr => Const::Int(x | y),
-            BitXor => Const::Int(x ^ y),
-            // The amount is taken modulo 64; `>>` on `i64` is arithmetic.
-            Shl => Const::Int(x << (y & 63)),
-            Shr => Const::Int(x >> (y & 63)),
-            Eq => Const::Bool(x == y),
-            Ne => Const::Bool(x != y),
-            Lt => Const::Bool(x < y),
-            Le => Const::Bool(x <= y),
-            Gt => Const::Bool(x > y),
-            Ge => Const::Bool(x >= y),
-        },
-        (Const::Float(x), Const::Float(y)) => match op {
-            Add => Const::Float(x + y),
-            Sub => Const::Float(x - y),
-            Mul => Const::Float(x * y),
-            Div => Const::Float(x / y),
-            // Rust's `%` on f64 is C's `fmod`: truncated division, sign of the dividend.
-            Rem => Const::Float(x % y),
-            // IEEE comparisons: every comparison with NaN is false except `!=`.
-            Eq => Const::Bool(x == y),
-            Ne => Const::Bool(x != y),
-            Lt => Const::Bool(x < y),
-            Le => Const::Bool(x <= y),
-            Gt => Const::Bool(x > y),
-            Ge => Const::Bool(x >= y),
-            BitAnd | BitOr | BitXor | Shl | Shr => ill_typed(&format!("{op:?} on floats")),
-        },
-        (Const::Bool(x), Const::Bool(y)) => match op {
-            Eq => Const::Bool(x == y),
-            Ne => Const::Bool(x != y),
-            _ => ill_typed(&format!("{op:?} on bools")),
-        },
-        (a, b) => ill_typed(&format!("{op:?} on {a:?} and {b:?}")),
     })
-}
-
-/// `value as to`. Rust's `as` is exactly the language's conversion: int→float rounds to nearest
-/// (ties to even), float→int truncates and saturates with NaN→0, bool→int is 0 or 1.
-fn cast(value: Const, to: Type) -> Const {
-    match (value, to) {
-        (v, t) if v.ty() == t => v,
-        (Const::Int(x), Type::Float) => Const::Float(x as f64),
-        (Const::Float(x), Type::Int) => Const::Int(x as i64),
-        (Const::Bool(b), Type::Int) => Const::Int(b as i64),
-        (v, t) => ill_typed(&format!("{v:?} as {t}")),
-    }
 }
 
 fn builtin(b: Builtin, args: &[Const]) -> Const {
