@@ -474,14 +474,17 @@ impl RandomGen {
             18..=19 => self
                 .call_expr(Some(Type::Int), d)
                 .unwrap_or_else(|| self.leaf(Type::Int)),
-            20 => {
-                let arrays = self.vars_where(|v| matches!(v.kind, Kind::Array(Type::Int, _)));
-                match self.pick(&arrays).cloned() {
-                    Some(a) => self.index_read(&a, d),
-                    None => self.leaf(Type::Int),
-                }
-            }
+            20 => self.array_read_or_leaf(Type::Int, d),
             _ => self.leaf(Type::Int),
+        }
+    }
+
+    /// A read of a random array of element type `ty`, or a leaf when there is none.
+    fn array_read_or_leaf(&mut self, ty: Type, depth: u32) -> E {
+        let arrays = self.vars_where(|v| matches!(v.kind, Kind::Array(t, _) if t == ty));
+        match self.pick(&arrays).cloned() {
+            Some(a) => self.index_read(&a, depth),
+            None => self.leaf(ty),
         }
     }
 
@@ -529,13 +532,7 @@ impl RandomGen {
             15..=16 => self
                 .call_expr(Some(Type::Float), d)
                 .unwrap_or_else(|| self.leaf(Type::Float)),
-            17 => {
-                let arrays = self.vars_where(|v| matches!(v.kind, Kind::Array(Type::Float, _)));
-                match self.pick(&arrays).cloned() {
-                    Some(a) => self.index_read(&a, d),
-                    None => self.leaf(Type::Float),
-                }
-            }
+            17 => self.array_read_or_leaf(Type::Float, d),
             _ => self.leaf(Type::Float),
         }
     }
