@@ -223,15 +223,20 @@ impl Engine {
         let hosts = self.host_signatures();
         let mut report = CacheStats::default();
         let cache = shared.config.cache.clone().map(ModuleCache::new);
-        let module_key = module_key(fingerprint, bytes, &hosts, options);
-        let pointer = pointer_key(fingerprint, name);
-        if let Some(cache) = &cache {
-            report.keys_used.push(module_key);
+        // The module's key, and the key of the pointer to the last module of this file name.
+        let keys = cache.as_ref().map(|_| {
+            (
+                module_key(fingerprint, bytes, &hosts, options),
+                pointer_key(fingerprint, name),
+            )
+        });
+        if let (Some(cache), Some((module_key, _))) = (&cache, &keys) {
+            report.keys_used.push(*module_key);
             let cached = cache
-                .artifact(fingerprint, &module_key)
+                .artifact(fingerprint, module_key)
                 .and_then(|artifact| {
                     let module =
-                        decode_module(&artifact.artifact(), &module_key).map_err(Miss::Corrupt)?;
+                        decode_module(&artifact.artifact(), module_key).map_err(Miss::Corrupt)?;
                     report.module_hit = true;
                     report.hits = module.functions.len();
                     let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
@@ -246,11 +251,19 @@ impl Engine {
                         .iter()
                         .map(|(code, meta)| (code.as_code(), meta.clone()))
                         .unzip();
-                    Ok(self.instantiate(file, &codes, metas, module.globals, stats, start))
+                    // Cached code that does not link is one more corrupt entry: recompile.
+                    self.instantiate(file, &codes, metas, module.globals, stats, start)
+                        .map_err(|e| Miss::Corrupt(e.to_string()))
                 });
             match cached {
-                Ok(module) => return module,
-                Err(miss) => report.miss(format!("module miss: {miss}"), &miss),
+                Ok(module) => return Ok(module),
+                Err(miss) => {
+                    report = CacheStats {
+                        keys_used: vec![*module_key],
+                        ..CacheStats::default()
+                    };
+                    report.miss(format!("module miss: {miss}"), &miss);
+                }
             }
         }
 
@@ -258,9 +271,9 @@ impl Engine {
         let parsed = Instant::now();
         // Reusable code: the previous version of this file (an edit recompiles only what
         // changed), then whatever this engine compiled for other modules.
-        let previous = match &cache {
-            Some(cache) => cache.previous_functions(fingerprint, &pointer),
-            None => HashMap::new(),
+        let previous = match (&cache, &keys) {
+            (Some(cache), Some((_, pointer))) => cache.previous_functions(fingerprint, pointer),
+            _ => HashMap::new(),
         };
         let reuse = |key: &[u8; 32]| {
             previous.get(key).cloned().or_else(|| {
@@ -303,17 +316,17 @@ impl Engine {
             .collect();
         report.hits = compiled.reused;
         report.compiled = functions.len() - compiled.reused;
-        if let Some(cache) = &cache {
+        if let (Some(cache), Some((module_key, pointer))) = (&cache, &keys) {
             let entries: Vec<_> = compiled
                 .keys
                 .iter()
                 .zip(&functions)
                 .map(|(k, (c, m))| (k, c, m))
                 .collect();
-            let written = encode_module(fingerprint, &module_key, &entries, &globals)
-                .and_then(|bytes| cache.store(&module_key, &pointer, &bytes));
+            let written = encode_module(fingerprint, module_key, &entries, &globals)
+                .and_then(|bytes| cache.store(module_key, pointer, &bytes));
             match written {
-                Ok(()) => report.keys_used.push(pointer),
+                Ok(()) => report.keys_used.push(*pointer),
                 Err(why) => report.warn(format!("could not write the cache: {why}")),
             }
         }
