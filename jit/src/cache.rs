@@ -68,9 +68,11 @@ impl<'a> CachedFunction<'a> {
     }
 }
 
-/// A module read back from its artifact, ready to link.
+/// A module read back from its artifact, ready to link: `functions[i]` is described by
+/// `metas[i]`.
 pub struct CachedModule<'a> {
-    pub functions: Vec<(CachedFunction<'a>, FunctionMeta)>,
+    pub functions: Vec<CachedFunction<'a>>,
+    pub metas: Vec<FunctionMeta>,
     pub globals: Vec<GlobalDef>,
 }
 
@@ -339,11 +341,17 @@ pub fn decode_module<'a>(
         };
         globals.push(GlobalDef { name, ty, init });
     }
-    let functions = artifact
+    let (functions, metas) = artifact
         .functions()
         .map(|f| decode_function(artifact, &f))
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(CachedModule { functions, globals })
+        .collect::<Result<Vec<_>, String>>()?
+        .into_iter()
+        .unzip();
+    Ok(CachedModule {
+        functions,
+        metas,
+        globals,
+    })
 }
 
 fn decode_function<'a>(

@@ -246,13 +246,9 @@ impl Engine {
                         ..LoadStats::default()
                     };
                     // The code is linked straight from the mapped artifact, which lives until then.
-                    let (codes, metas): (Vec<_>, Vec<_>) = module
-                        .functions
-                        .iter()
-                        .map(|(code, meta)| (code.as_code(), meta.clone()))
-                        .unzip();
+                    let codes: Vec<_> = module.functions.iter().map(|c| c.as_code()).collect();
                     // Cached code that does not link is one more corrupt entry: recompile.
-                    self.instantiate(file, &codes, metas, module.globals, stats, start)
+                    self.instantiate(file, &codes, module.metas, module.globals, stats, start)
                         .map_err(|e| Miss::Corrupt(e.to_string()))
                 });
             match cached {
@@ -300,7 +296,7 @@ impl Engine {
                 init: g.init,
             })
             .collect();
-        let functions: Vec<(CompiledFunction, FunctionMeta)> = program
+        let (codes, metas): (Vec<CompiledFunction>, Vec<FunctionMeta>) = program
             .functions
             .iter()
             .zip(compiled.functions)
@@ -313,15 +309,16 @@ impl Engine {
                 };
                 (c.code, meta)
             })
-            .collect();
+            .unzip();
         report.hits = compiled.reused;
-        report.compiled = functions.len() - compiled.reused;
+        report.compiled = codes.len() - compiled.reused;
         if let (Some(cache), Some((module_key, pointer))) = (&cache, &keys) {
             let entries: Vec<_> = compiled
                 .keys
                 .iter()
-                .zip(&functions)
-                .map(|(k, (c, m))| (k, c, m))
+                .zip(&codes)
+                .zip(&metas)
+                .map(|((k, c), m)| (k, c, m))
                 .collect();
             let written = encode_module(fingerprint, module_key, &entries, &globals)
                 .and_then(|bytes| cache.store(module_key, pointer, &bytes));
@@ -331,7 +328,7 @@ impl Engine {
             }
         }
         let stats = LoadStats {
-            functions: functions.len(),
+            functions: codes.len(),
             front_end: parsed - start,
             lower: compiled.lower,
             codegen: compiled.codegen,
@@ -340,11 +337,15 @@ impl Engine {
             total: Duration::ZERO,
             cache: report,
         };
-        let (codes, metas): (Vec<_>, Vec<_>) = functions
-            .iter()
-            .map(|(code, meta)| (code.as_code(), meta.clone()))
-            .unzip();
-        self.instantiate(program.file.clone(), &codes, metas, globals, stats, start)
+        let code_refs: Vec<_> = codes.iter().map(CompiledFunction::as_code).collect();
+        self.instantiate(
+            program.file.clone(),
+            &code_refs,
+            metas,
+            globals,
+            stats,
+            start,
+        )
     }
 
     /// Links compiled functions into a runnable module with fresh globals.
