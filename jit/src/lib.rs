@@ -1,13 +1,14 @@
 //! The Kiln back end and embedding API.
 //!
 //! It owns lowering checked programs to Cranelift IR ([`lower`]), compiling them to machine code
-//! with symbolic relocations ([`compile`]) and cache keys ([`keys`]), linking them ([`link`]), the
-//! runtime that JIT code calls ([`runtime`]) and the API embedders use ([`Engine`], [`Module`],
-//! [`TypedFunc`], host functions, globals, interrupts).
+//! with symbolic relocations ([`compile`]), the cache keys ([`keys`]) and what loading stores in
+//! and reads from the function cache ([`cache`]), linking code into executable memory ([`link`],
+//! [`memory`]), the runtime that JIT code calls ([`runtime`]) and the API embedders use
+//! ([`Engine`], [`Module`], [`TypedFunc`], host functions, globals, interrupts).
 //!
-//! It knows the language only through `kiln_lang::program`; it never parses source. Those three
-//! steps are kept apart, with plain data between them, so that a cache of compiled functions can
-//! sit between lowering and linking.
+//! It knows the language only through `kiln_lang::program`; it never parses source. Lowering,
+//! compiling and linking are kept apart with plain data between them, which is where the cache
+//! sits: a hit skips the first two, and `kiln-cache` only ever sees opaque bytes.
 
 pub mod cache;
 pub mod compile;
