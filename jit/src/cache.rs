@@ -543,3 +543,156 @@ impl Reader<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{CodegenOptions, host_isa};
+
+    fn fingerprint() -> Fingerprint {
+        let isa = host_isa(CodegenOptions::default()).unwrap();
+        Fingerprint::new(&*isa, CodegenOptions::default()).unwrap()
+    }
+
+    fn sample() -> (CompiledFunction, FunctionMeta) {
+        let symbols = vec![
+            Symbol::Function("callee".into()),
+            Symbol::Global("score".into()),
+            Symbol::Host("spawn".into()),
+            Symbol::Runtime(RuntimeFn::Trap),
+            Symbol::Str("hé\n\0".into()),
+        ];
+        let relocs = vec![
+            Relocation {
+                offset: 1,
+                kind: Reloc::X86CallPCRel4,
+                target: RelocTarget::Symbol(0),
+                addend: -4,
+            },
+            Relocation {
+                offset: 8,
+                kind: Reloc::Abs8,
+                target: RelocTarget::Symbol(4),
+                addend: 0,
+            },
+            Relocation {
+                offset: 16,
+                kind: Reloc::Abs8,
+                target: RelocTarget::LibCall(LibCall::FloorF64),
+                addend: 0,
+            },
+            Relocation {
+                offset: 24,
+                kind: Reloc::X86PCRel4,
+                target: RelocTarget::SelfOffset(40),
+                addend: -4,
+            },
+        ];
+        let code = CompiledFunction {
+            code: (0..48).collect(),
+            alignment: 16,
+            relocs,
+            symbols,
+        };
+        let meta = FunctionMeta {
+            name: "f".into(),
+            sig: Signature {
+                params: vec![Type::Int, Type::Float, Type::Bool],
+                ret: Some(Type::Float),
+            },
+            span: Span::new(10, 11),
+            sites: vec![Span::new(20, 25), Span::new(30, 31)],
+        };
+        (code, meta)
+    }
+
+    fn globals() -> Vec<GlobalDef> {
+        let scalar = |name: &str, init: Const| GlobalDef {
+            name: name.into(),
+            ty: VarType::Scalar(init.ty()),
+            init: Some(init),
+        };
+        vec![
+            scalar("i", Const::Int(i64::MIN)),
+            scalar("x", Const::Float(-0.0)),
+            scalar("b", Const::Bool(true)),
+            GlobalDef {
+                name: "grid".into(),
+                ty: VarType::Array(ArrayType {
+                    elem: Type::Bool,
+                    len: 1 << 24,
+                }),
+                init: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_module_round_trips_through_its_artifact() {
+        let fp = fingerprint();
+        let (code, meta) = sample();
+        let key = [7; 32];
+        let bytes = encode_module(&fp, &[1; 32], &[(&key, &code, &meta)], &globals()).unwrap();
+        let artifact = VerifiedArtifact::new(&bytes[..], fp.as_bytes()).unwrap();
+        let module = decode_module(&artifact.artifact(), &[1; 32]).unwrap();
+        assert_eq!(module.metas, vec![meta]);
+        assert_eq!(module.globals.len(), 4);
+        assert_eq!(module.globals[0], globals()[0]);
+        assert_eq!(module.globals[3], globals()[3]);
+        // -0.0 == 0.0, so compare the float's bits.
+        assert_eq!(
+            module.globals[1].init.map(|c| match c {
+                Const::Float(v) => v.to_bits(),
+                _ => 0,
+            }),
+            Some((-0.0f64).to_bits())
+        );
+        let f = &module.functions[0];
+        assert_eq!(f.code, &code.code[..]);
+        assert_eq!(f.alignment, 16);
+        assert_eq!(f.relocs, code.relocs);
+        assert_eq!(f.symbols, code.symbols);
+        assert_eq!(artifact.artifact().function(0).unwrap().key().0, key);
+    }
+
+    #[test]
+    fn an_artifact_of_another_module_is_refused() {
+        let fp = fingerprint();
+        let (code, meta) = sample();
+        let bytes = encode_module(&fp, &[1; 32], &[(&[7; 32], &code, &meta)], &[]).unwrap();
+        let artifact = VerifiedArtifact::new(&bytes[..], fp.as_bytes()).unwrap();
+        let err = decode_module(&artifact.artifact(), &[2; 32]).err().unwrap();
+        assert!(err.contains("another module"), "{err}");
+    }
+
+    #[test]
+    fn code_the_cache_cannot_name_is_not_stored() {
+        let fp = fingerprint();
+        let (mut code, meta) = sample();
+        code.relocs[2].target = RelocTarget::LibCall(LibCall::Memcpy);
+        assert!(encode_module(&fp, &[1; 32], &[(&[7; 32], &code, &meta)], &[]).is_err());
+        let (mut code, meta) = sample();
+        code.relocs[0].kind = Reloc::S390xPCRel32Dbl;
+        assert!(encode_module(&fp, &[1; 32], &[(&[7; 32], &code, &meta)], &[]).is_err());
+    }
+
+    #[test]
+    fn relocation_codes_and_targets_round_trip() {
+        for code in 0..16 {
+            if let Some(kind) = reloc_kind(code) {
+                assert_eq!(reloc_code(kind), Some(code));
+            }
+        }
+        for target in [
+            RelocTarget::Symbol(0),
+            RelocTarget::Symbol(u32::MAX),
+            RelocTarget::SelfOffset(123),
+            RelocTarget::LibCall(LibCall::NearestF64),
+        ] {
+            assert_eq!(parse_target(&target_string(&target).unwrap()), Some(target));
+        }
+        for bad in ["", "s", "sx", "o-1", "lsin", "x1", "s99999999999"] {
+            assert_eq!(parse_target(bad), None, "{bad:?}");
+        }
+    }
+}
