@@ -98,7 +98,7 @@ fn print_breakdown(case: &str, size: usize, stats: &[LoadStats]) {
     let total = phase(|s| s.total);
     // On a module hit: hashing the source, finding, mapping and verifying the artifact. On a
     // miss: writing the artifact to the store.
-    let other = phase(|s| s.total - s.front_end - s.compile_wall - s.link);
+    let other = phase(|s| s.total - (s.parse + s.check) - s.compile_wall - s.link);
     eprintln!(
         "cache/{case}/{size}: {functions} functions, compiled {}, hits {}, module_hit {}; \
          medians of {} loads in µs: front end {:.0}, compile wall {:.0}, link {link:.0} \
@@ -107,7 +107,7 @@ fn print_breakdown(case: &str, size: usize, stats: &[LoadStats]) {
         stats[0].cache.hits,
         stats[0].cache.module_hit,
         stats.len(),
-        phase(|s| s.front_end),
+        phase(|s| s.parse + s.check),
         phase(|s| s.compile_wall),
         link / functions as f64,
     );

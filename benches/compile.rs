@@ -52,13 +52,13 @@ fn print_breakdown(engine: &Engine, size: usize, text: &str) -> usize {
                 .collect(),
         )
     };
-    let front_end = phase(|s| s.front_end);
+    let front_end = phase(|s| s.parse + s.check);
     let lower = phase(|s| s.lower);
     let codegen = phase(|s| s.codegen);
     let link = phase(|s| s.link);
     // Lowering and codegen run on every core at once: their times are CPU time summed over
     // threads, and the wall-clock total uses the parallel phase's wall time instead.
-    let total = phase(|s| s.front_end + s.compile_wall + s.link);
+    let total = phase(|s| (s.parse + s.check) + s.compile_wall + s.link);
     eprintln!(
         "compile/{size}: {functions} functions; µs per function (median of {BREAKDOWN_LOADS} \
          loads): front end {front_end:.2}, lower {lower:.2} (CPU), codegen {codegen:.2} (CPU), \

@@ -5,7 +5,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln_lang::generate::{Shape, host_sample_signature, realistic_program};
-use kiln_lang::{CheckOptions, SourceFile, check};
+use kiln_lang::{CheckOptions, SourceFile, check, check_parsed, parse};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -48,8 +50,53 @@ fn frontend(c: &mut Criterion) {
                 })
             },
         );
+        if functions == 1000 {
+            bench_reusing(&mut group, &text, &hosts, &options);
+        }
     }
     group.finish();
+}
+
+/// A hot reload after one function body was edited: every other body is reused. The `reuse`
+/// answer compares each item's text with the text it had before, as a reloading engine does.
+/// Throughput is still in lines of the whole program.
+fn bench_reusing(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    text: &str,
+    hosts: &[kiln_lang::program::HostSignature],
+    options: &CheckOptions,
+) {
+    let before = RefCell::new(HashMap::new());
+    let record = |name: &str, item: &str| {
+        before
+            .borrow_mut()
+            .insert(name.to_string(), item.to_string());
+        false
+    };
+    let file = SourceFile::new("generated.kl", text);
+    check_parsed(parse(&file, &record), hosts, options).expect("the program checks");
+    let before: HashMap<String, String> = before.into_inner();
+    let edited = text.replacen(
+        "return max(lo, min(x, hi));",
+        "return min(hi, max(x, lo));",
+        1,
+    );
+    assert_ne!(edited, text, "the edit must change a body");
+    let unchanged = |name: &str, item: &str| before.get(name).is_some_and(|b| b == item);
+    let file = SourceFile::new("generated.kl", edited.as_str());
+    let program = check_parsed(parse(&file, &unchanged), hosts, options).expect("still checks");
+    let parsed_again = program.functions.iter().filter(|f| !f.reused).count();
+    assert_eq!(parsed_again, 1, "only the edited function is parsed");
+    group.bench_with_input(
+        BenchmarkId::new("parse_check_reusing", 1000),
+        &edited,
+        |b, edited| {
+            b.iter(|| {
+                let file = SourceFile::new("generated.kl", black_box(edited.as_str()));
+                check_parsed(parse(&file, &unchanged), hosts, options).is_ok()
+            })
+        },
+    );
 }
 
 criterion_group!(benches, frontend);

@@ -29,9 +29,11 @@
 //! host functions) come back as [`Error::Runtime`]; the engine stays usable. The `kiln`
 //! command line lives in this package too (`src/main.rs`).
 
-pub use kiln_jit::engine::CacheStats;
 pub use kiln_jit::{
-    CompileError, Config, Engine, Error, HostResult, InterruptHandle, IntoHostFunc, LoadStats,
-    Module, RuntimeError, ScriptParams, ScriptResult, ScriptType, TrapKind, TypedFunc, Value,
+    CacheStats, CompileError, Config, Engine, Error, GlobalChanges, HostResult, InterruptHandle,
+    IntoHostFunc, LoadStats, Module, ReloadReport, RuntimeError, ScriptParams, ScriptResult,
+    ScriptType, TrapKind, TypedFunc, Value,
 };
 pub use kiln_lang::{CheckOptions, Diagnostic};
+
+pub mod watcher;

@@ -1,4 +1,8 @@
-//! The `kiln` command: `kiln run FILE` and `kiln check FILE` (LANGUAGE.md section 10).
+//! The `kiln` command: `kiln run FILE` and `kiln check FILE` (LANGUAGE.md section 10), the
+//! cache tools, `kiln watch` (hot reload at a fixed call rate) and `kiln repl`.
+
+mod repl;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use kiln::{CheckOptions, Config, Engine, Error, LoadStats, Value};
@@ -36,6 +40,26 @@ enum Command {
         /// Check a module meant for embedding: do not require `fn main()`.
         #[arg(long)]
         lib: bool,
+    },
+    /// Call a function of FILE at a fixed rate, reloading FILE whenever it changes; global
+    /// values survive reloads, and a bad edit keeps the last good code running. Ctrl-C stops.
+    Watch {
+        file: PathBuf,
+        /// The function to call; it takes no parameters.
+        #[arg(long, value_name = "NAME", default_value = "tick")]
+        call: String,
+        /// Calls per second.
+        #[arg(long, value_name = "N", default_value_t = 60.0)]
+        hz: f64,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Read, evaluate, print: define functions and globals, run statements, see values.
+    Repl {
+        /// A file whose items are loaded first (as with `:load FILE`).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Inspect or clean the cache of compiled code.
     Cache {
@@ -125,6 +149,13 @@ fn main() -> ExitCode {
             verbose,
         } => run(&file, &cache, stats, verbose),
         Command::Check { file, lib } => check(&file, !lib),
+        Command::Watch {
+            file,
+            call,
+            hz,
+            cache,
+        } => watch::run(&file, &call, hz, &cache),
+        Command::Repl { file, cache } => repl::run(file.as_deref(), &cache),
         Command::Cache { action, cache_dir } => cache_command(&action, cache_dir.as_deref()),
     }
 }
@@ -171,12 +202,7 @@ fn engine(config: Config) -> Result<Engine, ExitCode> {
 }
 
 fn load(engine: &Engine, file: &Path, require_main: bool) -> Result<kiln::Module, Error> {
-    let bytes = kiln_jit::read_script(file)?;
-    engine.load_bytes(
-        &file.display().to_string(),
-        &bytes,
-        &CheckOptions { require_main },
-    )
+    engine.load_file_with(file, &CheckOptions { require_main })
 }
 
 fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitCode {
@@ -228,7 +254,7 @@ fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitC
         Err(e) => report(&e),
     };
     if show_stats {
-        eprintln!("{}", stats_json(stats));
+        eprintln!("{}", stats_json(&stats));
     }
     status
 }
@@ -251,12 +277,13 @@ fn stats_json(stats: &LoadStats) -> String {
     let us = |d: std::time::Duration| d.as_micros();
     format!(
         "{{\"functions\":{},\"compiled\":{},\"cache_hits\":{},\"module_hit\":{},\"parse_us\":{},\
-         \"lower_us\":{},\"codegen_us\":{},\"compile_wall_us\":{},\"link_us\":{},\"total_us\":{}}}",
+         \"check_us\":{},\"lower_us\":{},\"codegen_us\":{},\"compile_wall_us\":{},\"link_us\":{},\"total_us\":{}}}",
         stats.functions,
         stats.cache.compiled,
         stats.cache.hits,
         stats.cache.module_hit,
-        us(stats.front_end),
+        us(stats.parse),
+        us(stats.check),
         us(stats.lower),
         us(stats.codegen),
         us(stats.compile_wall),

@@ -42,6 +42,8 @@ pub struct GlobalDef {
 /// A function read back from an artifact: its code borrowed from the artifact's bytes (used in
 /// place, never copied), its relocations and symbols decoded.
 pub struct CachedFunction<'a> {
+    /// The function's cache key.
+    pub key: [u8; 32],
     pub code: &'a [u8],
     pub alignment: u64,
     pub relocs: Vec<Relocation>,
@@ -58,7 +60,7 @@ impl<'a> CachedFunction<'a> {
         }
     }
 
-    fn to_owned(&self) -> CompiledFunction {
+    pub fn to_owned(&self) -> CompiledFunction {
         CompiledFunction {
             code: self.code.to_vec(),
             alignment: self.alignment,
@@ -390,6 +392,7 @@ fn decode_function<'a>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let code = CachedFunction {
+        key: f.key().0,
         code: f.code(),
         alignment: u64::from(f.align()),
         relocs,

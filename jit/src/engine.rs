@@ -1,34 +1,34 @@
-//! The embedding API: engines, modules, typed calls, globals and interrupts.
+//! Engines and loading: from source bytes to a linked generation of a module.
 //!
 //! Loading a module runs the front end, then for each function the three steps the cache
-//! will sit between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
-//! ([`crate::link`]) — and allocates the module's globals and runtime context.
+//! sits between — lower to CLIF ([`crate::lower`]), compile ([`crate::compile`]), link
+//! ([`crate::link`]) — and allocates the module's globals. A reload ([`Module::reload`]) runs
+//! the same pipeline against the previous generation, whose unchanged functions it relinks.
 
 use crate::cache::{
     FunctionMeta, GlobalDef, Miss, ModuleCache, decode_module, encode_module, pointer_key,
 };
 use crate::compile::{CodeRef, CodegenOptions, CompiledFunction, compile, host_isa};
-use crate::entry::{EntryFn, EntryStubs};
-use crate::error::{CompileError, Error, RuntimeError};
+use crate::entry::EntryStubs;
+use crate::error::{CompileError, Error};
 use crate::host::{HostFunc, IntoHostFunc};
 use crate::keys::{Fingerprint, function_key, module_key};
 use crate::link::{LinkInput, link};
 use crate::lower::{Symbol, array_bytes, clif_signature, lower_function};
-use crate::runtime::{Output, RuntimeState, VmCtx};
-use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
+use crate::module::{
+    FunctionInfo, Generation, GlobalChanges, GlobalSlot, GlobalStorage, Module, Origin,
+    ReusableCode, SourceOutline, write_scalar,
+};
+use crate::value::Value;
 use cranelift_codegen::Context;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::FunctionBuilderContext;
-use cranelift_jit::JITModule;
 use kiln_cache::CacheStore;
-use kiln_lang::program::{
-    Const, FuncId, HostSignature, Program, Signature, TrapKind, Type, VarType,
-};
+use kiln_lang::program::{Const, FuncId, HostSignature, Program, VarType};
 use kiln_lang::{CheckOptions, SourceFile, Span};
 use std::collections::HashMap;
-use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How an engine compiles and runs scripts.
@@ -85,14 +85,47 @@ impl Default for Config {
     }
 }
 
-struct EngineShared {
-    config: Config,
-    isa: OwnedTargetIsa,
-    fingerprint: Fingerprint,
-    stubs: EntryStubs,
-    /// With a cache: every function this engine compiled, by key, so that modules sharing a
+pub(crate) struct EngineShared {
+    pub config: Config,
+    pub isa: OwnedTargetIsa,
+    pub fingerprint: Fingerprint,
+    pub stubs: EntryStubs,
+    /// With a cache: functions this engine compiled, by key, so that modules sharing a
     /// function compile it once.
-    compiled: Mutex<HashMap<[u8; 32], CompiledFunction>>,
+    compiled: Mutex<CompiledFunctions>,
+}
+
+/// Functions an engine compiled, by key, up to a budget of code bytes: past it the memory is
+/// dropped (the persistent cache still has the code), so a long session of reloads cannot grow
+/// without bound.
+#[derive(Default)]
+struct CompiledFunctions {
+    by_key: HashMap<[u8; 32], Arc<CompiledFunction>>,
+    bytes: usize,
+}
+
+/// What [`CompiledFunctions`] keeps at most.
+const COMPILED_BUDGET: usize = 64 << 20;
+
+impl EngineShared {
+    fn remember<'a>(&self, functions: impl Iterator<Item = &'a CompiledOne>) {
+        let mut seen = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        for f in functions {
+            let Some(key) = f.key else { continue };
+            let size = f.code.code.len();
+            if seen.bytes + size > COMPILED_BUDGET {
+                *seen = CompiledFunctions::default();
+            }
+            if seen.by_key.insert(key, f.code.clone()).is_none() {
+                seen.bytes += size;
+            }
+        }
+    }
+
+    fn compiled(&self, key: &[u8; 32]) -> Option<Arc<CompiledFunction>> {
+        let seen = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        seen.by_key.get(key).cloned()
+    }
 }
 
 /// Compiles modules; holds the configuration and the registered host functions.
@@ -114,7 +147,7 @@ impl Engine {
                 stubs: EntryStubs::new(isa.clone()),
                 fingerprint,
                 isa,
-                compiled: Mutex::new(HashMap::new()),
+                compiled: Mutex::new(CompiledFunctions::default()),
             }),
             hosts: Vec::new(),
         })
@@ -156,14 +189,11 @@ impl Engine {
         Ok(())
     }
 
-    fn host_signatures(&self) -> Vec<HostSignature> {
-        self.hosts
-            .iter()
-            .map(|h| HostSignature {
-                name: h.name.clone(),
-                sig: h.sig.clone(),
-            })
-            .collect()
+    fn loader(&self) -> Loader<'_> {
+        Loader {
+            shared: &self.shared,
+            hosts: &self.hosts,
+        }
     }
 
     /// Loads a module from source text; `name` is the file name diagnostics show.
@@ -171,15 +201,20 @@ impl Engine {
         self.load_bytes(name, source.as_bytes(), &CheckOptions::default())
     }
 
-    /// Loads a module from a script file.
+    /// Loads a module from a script file; [`Module::reload`] reads it again.
     pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
+        self.load_file_with(path, &CheckOptions::default())
+    }
+
+    /// Loads a module from a script file, with extra front-end requirements.
+    pub fn load_file_with(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        options: &CheckOptions,
+    ) -> Result<Module, Error> {
         let path = path.as_ref();
         let bytes = read_script(path)?;
-        self.load_bytes(
-            &path.display().to_string(),
-            &bytes,
-            &CheckOptions::default(),
-        )
+        self.load_from(&path.display().to_string(), Some(path), &bytes, options)
     }
 
     /// Runs only the front end: the compile errors `load_bytes` would report.
@@ -189,21 +224,14 @@ impl Engine {
         bytes: &[u8],
         options: &CheckOptions,
     ) -> Result<(), Error> {
-        self.front_end(name, bytes, options).map(|_| ())
-    }
-
-    fn front_end(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        options: &CheckOptions,
-    ) -> Result<kiln_lang::Program, Error> {
         let (file, diagnostics) = kiln_lang::source_from_bytes(name, bytes);
         if !diagnostics.is_empty() {
             return Err(CompileError::new(file, diagnostics).into());
         }
-        kiln_lang::check(&file, &self.host_signatures(), options)
-            .map_err(|diagnostics| CompileError::new(file, diagnostics).into())
+        let hosts = self.loader().host_signatures();
+        front_end(&file, &hosts, options, &|_, _| false)
+            .0
+            .map(|_| ())
     }
 
     /// Loads a module from a file's bytes, with extra front-end requirements.
@@ -217,8 +245,97 @@ impl Engine {
         bytes: &[u8],
         options: &CheckOptions,
     ) -> Result<Module, Error> {
+        self.load_from(name, None, bytes, options)
+    }
+
+    fn load_from(
+        &self,
+        name: &str,
+        path: Option<&std::path::Path>,
+        bytes: &[u8],
+        options: &CheckOptions,
+    ) -> Result<Module, Error> {
+        let loader = self.loader();
+        let live = Arc::new(AtomicUsize::new(0));
+        let built = loader.build(name, bytes, options, None, 0, &live)?;
+        let mut generation = built.generation;
+        if let Some(write) = &built.write {
+            let mut cache = std::mem::take(&mut generation.stats.cache);
+            loader.write_artifact(&generation, write, &mut cache);
+            generation.stats.cache = cache;
+        }
+        let origin = Origin {
+            name: name.to_string(),
+            path: path.map(std::path::Path::to_path_buf),
+            options: options.clone(),
+        };
+        Ok(Module::new(
+            self.shared.clone(),
+            self.hosts.clone(),
+            origin,
+            generation,
+            live,
+        ))
+    }
+}
+
+/// The parts of an engine a load or reload uses: its shared state and the host functions the
+/// module links against.
+pub(crate) struct Loader<'a> {
+    pub shared: &'a Arc<EngineShared>,
+    pub hosts: &'a [Arc<HostFunc>],
+}
+
+/// A generation built by [`Loader::build`], not yet current.
+pub(crate) struct Built {
+    pub generation: Generation,
+    /// Where to store the generation's artifact once it is current, if the cache should learn
+    /// it.
+    pub write: Option<PendingWrite>,
+    pub globals: GlobalChanges,
+    /// Function bodies the previous generation had were not parsed again.
+    pub incremental: bool,
+}
+
+pub(crate) struct PendingWrite {
+    module_key: [u8; 32],
+    pointer: [u8; 32],
+}
+
+/// A function of a generation being built, before linking.
+struct NewFunction {
+    meta: FunctionMeta,
+    code: Option<Arc<CompiledFunction>>,
+    key: Option<[u8; 32]>,
+}
+
+impl Loader<'_> {
+    fn host_signatures(&self) -> Vec<HostSignature> {
+        self.hosts
+            .iter()
+            .map(|h| HostSignature {
+                name: h.name.clone(),
+                sig: h.sig.clone(),
+            })
+            .collect()
+    }
+
+    /// Builds a generation of module `name` from `bytes`.
+    ///
+    /// With a `previous` generation (a reload), function items whose text is unchanged are not
+    /// parsed again when the program's interface is unchanged too: their code is relinked.
+    /// Otherwise the whole program is checked and functions are matched by cache key.
+    pub(crate) fn build(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+        previous: Option<&Generation>,
+        id: u64,
+        live: &Arc<AtomicUsize>,
+    ) -> Result<Built, Error> {
         let start = Instant::now();
-        let shared = &*self.shared;
+        let shared = &**self.shared;
         let fingerprint = &shared.fingerprint;
         let hosts = self.host_signatures();
         let mut report = CacheStats::default();
@@ -235,24 +352,56 @@ impl Engine {
             let cached = cache
                 .artifact(fingerprint, module_key)
                 .and_then(|artifact| {
-                    let module =
-                        decode_module(&artifact.artifact(), module_key).map_err(Miss::Corrupt)?;
-                    report.module_hit = true;
-                    report.hits = module.functions.len();
-                    let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
-                    let stats = LoadStats {
-                        functions: module.functions.len(),
-                        cache: std::mem::take(&mut report),
-                        ..LoadStats::default()
+                    let (mut generation, globals) = {
+                        let module = decode_module(&artifact.artifact(), module_key)
+                            .map_err(Miss::Corrupt)?;
+                        report.module_hit = true;
+                        report.hits = module.functions.len();
+                        let file =
+                            SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+                        let stats = LoadStats {
+                            functions: module.functions.len(),
+                            cache: std::mem::take(&mut report),
+                            ..LoadStats::default()
+                        };
+                        // The code is linked straight from the mapped artifact, which lives until then.
+                        let codes: Vec<_> = module.functions.iter().map(|c| c.as_code()).collect();
+                        let functions = module
+                            .metas
+                            .into_iter()
+                            .zip(&module.functions)
+                            .map(|(meta, c)| NewFunction {
+                                meta,
+                                code: None,
+                                key: Some(c.key),
+                            })
+                            .collect();
+                        // Cached code that does not link is one more corrupt entry: recompile.
+                        self.instantiate(
+                            file,
+                            &codes,
+                            functions,
+                            module.globals,
+                            stats,
+                            previous,
+                            id,
+                            live,
+                        )
+                        .map_err(|e| Miss::Corrupt(e.to_string()))?
                     };
-                    // The code is linked straight from the mapped artifact, which lives until then.
-                    let codes: Vec<_> = module.functions.iter().map(|c| c.as_code()).collect();
-                    // Cached code that does not link is one more corrupt entry: recompile.
-                    self.instantiate(file, &codes, module.metas, module.globals, stats, start)
-                        .map_err(|e| Miss::Corrupt(e.to_string()))
+                    generation.artifact = Some((artifact, *module_key));
+                    generation.stats.total = start.elapsed();
+                    Ok((generation, globals))
                 });
             match cached {
-                Ok(module) => return Ok(module),
+                Ok((generation, globals)) => {
+                    return Ok(Built {
+                        generation,
+                        write: None,
+                        globals,
+                        incremental: false,
+                    });
+                }
                 Err(miss) => {
                     report = CacheStats {
                         keys_used: vec![*module_key],
@@ -263,28 +412,80 @@ impl Engine {
             }
         }
 
-        let program = self.front_end(name, bytes, options)?;
-        let parsed = Instant::now();
-        // Reusable code: the previous version of this file (an edit recompiles only what
-        // changed), then whatever this engine compiled for other modules.
-        let previous = match (&cache, &keys) {
-            (Some(cache), Some((_, pointer))) => cache.previous_functions(fingerprint, pointer),
-            _ => HashMap::new(),
+        let (file, diagnostics) = kiln_lang::source_from_bytes(name, bytes);
+        if !diagnostics.is_empty() {
+            return Err(CompileError::new(file, diagnostics).into());
+        }
+        // Reusable code. By name: the previous generation's functions whose item text is
+        // unchanged are not even parsed. By key: the previous generation (a reload) or the
+        // previous version of this file in the cache (a load), then whatever this engine
+        // compiled for other modules.
+        let previous_code = previous.map(Generation::reusable_code).unwrap_or_default();
+        let outline = previous.and_then(|p| p.outline(&hosts, options));
+        let unchanged = |fname: &str, text: &str| {
+            let Some((p, outline)) = previous.zip(outline) else {
+                return false;
+            };
+            let same_text = outline.items.get(fname).is_some_and(|span| {
+                p.file.text().get(span.start as usize..span.end as usize) == Some(text)
+            });
+            same_text
+                && p.function(fname)
+                    .is_some_and(|(i, _)| matches!(previous_code.get(i), Some(Some(_))))
         };
-        let reuse = |key: &[u8; 32]| {
-            previous.get(key).cloned().or_else(|| {
-                let seen = shared.compiled.lock().unwrap_or_else(|e| e.into_inner());
-                seen.get(key).cloned()
+        let (mut program, parse, check) = front_end(&file, &hosts, options, &unchanged);
+        let mut timings = (parse, check);
+        if let Some(outline) = outline {
+            let sound = program
+                .as_ref()
+                .is_ok_and(|p| p.interface == outline.interface);
+            if !sound {
+                // Reused bodies were checked against the old interface, or an error may hide in
+                // one: check everything.
+                let (full, parse, check) = front_end(&file, &hosts, options, &|_, _| false);
+                program = full;
+                timings = (timings.0 + parse, timings.1 + check);
+            }
+        }
+        let program = program?;
+        let parsed = Instant::now();
+
+        let carried = |i: usize| -> Option<CompiledOne> {
+            let f = &program.functions[i];
+            let (p, outline) = (previous?, outline?);
+            let (old_index, old) = p.function(&f.name)?;
+            let ReusableCode { code, key } = previous_code.get(old_index)?.clone()?;
+            let delta = i64::from(f.item.start) - i64::from(outline.items.get(&f.name)?.start);
+            let shift = |s: Span| {
+                let at = |x: u32| (i64::from(x) + delta) as u32;
+                Span::new(at(s.start), at(s.end))
+            };
+            Some(CompiledOne {
+                code,
+                sites: old.meta.sites.iter().map(|&s| shift(s)).collect(),
+                key,
+                reused: true,
             })
         };
-        let keyed = cache.as_ref().map(|_| fingerprint);
-        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &reuse)?;
+        let by_key: HashMap<[u8; 32], Arc<CompiledFunction>> = match (previous, &cache, &keys) {
+            (Some(_), _, _) => previous_code
+                .iter()
+                .flatten()
+                .filter_map(|r| Some((r.key?, r.code.clone())))
+                .collect(),
+            (None, Some(cache), Some((_, pointer))) => cache
+                .previous_functions(fingerprint, pointer)
+                .into_iter()
+                .map(|(k, c)| (k, Arc::new(c)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        let reuse = |key: &[u8; 32]| by_key.get(key).cloned().or_else(|| shared.compiled(key));
+        let keyed = (cache.is_some() || previous.is_some()).then_some(fingerprint);
+        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &carried, &reuse)?;
         let compiled_at = Instant::now();
         if cache.is_some() {
-            let mut seen = shared.compiled.lock().unwrap_or_else(|e| e.into_inner());
-            for f in compiled.functions.iter().filter(|f| !f.reused) {
-                seen.insert(f.key, f.code.clone());
-            }
+            shared.remember(compiled.functions.iter().filter(|f| !f.reused));
         }
 
         let globals: Vec<GlobalDef> = program
@@ -296,40 +497,33 @@ impl Engine {
                 init: g.init,
             })
             .collect();
-        let (codes, metas): (Vec<CompiledFunction>, Vec<FunctionMeta>) = program
+        report.hits = compiled.reused;
+        report.compiled = program.functions.len() - compiled.reused;
+        let incremental = program.functions.iter().any(|f| f.reused);
+        let code_refs: Vec<_> = compiled
             .functions
             .iter()
-            .zip(compiled.functions)
-            .map(|(f, c)| {
-                let meta = FunctionMeta {
+            .map(|c| c.code.as_code())
+            .collect();
+        let functions: Vec<NewFunction> = program
+            .functions
+            .iter()
+            .zip(&compiled.functions)
+            .map(|(f, c)| NewFunction {
+                meta: FunctionMeta {
                     name: f.name.clone(),
                     sig: f.sig.clone(),
                     span: f.span,
-                    sites: c.sites,
-                };
-                (c.code, meta)
+                    sites: c.sites.clone(),
+                },
+                code: Some(c.code.clone()),
+                key: c.key,
             })
-            .unzip();
-        report.hits = compiled.reused;
-        report.compiled = codes.len() - compiled.reused;
-        if let (Some(cache), Some((module_key, pointer))) = (&cache, &keys) {
-            let entries: Vec<_> = compiled
-                .keys
-                .iter()
-                .zip(&codes)
-                .zip(&metas)
-                .map(|((k, c), m)| (k, c, m))
-                .collect();
-            let written = encode_module(fingerprint, module_key, &entries, &globals)
-                .and_then(|bytes| cache.store(module_key, pointer, &bytes));
-            match written {
-                Ok(()) => report.keys_used.push(*pointer),
-                Err(why) => report.warn(format!("could not write the cache: {why}")),
-            }
-        }
+            .collect();
         let stats = LoadStats {
-            functions: codes.len(),
-            front_end: parsed - start,
+            functions: functions.len(),
+            parse: timings.0,
+            check: timings.1,
             lower: compiled.lower,
             codegen: compiled.codegen,
             compile_wall: compiled_at - parsed,
@@ -337,63 +531,145 @@ impl Engine {
             total: Duration::ZERO,
             cache: report,
         };
-        let code_refs: Vec<_> = codes.iter().map(CompiledFunction::as_code).collect();
-        self.instantiate(
+        let (mut generation, globals) = self.instantiate(
             program.file.clone(),
             &code_refs,
-            metas,
+            functions,
             globals,
             stats,
-            start,
-        )
+            previous,
+            id,
+            live,
+        )?;
+        let outline = SourceOutline {
+            items: program
+                .functions
+                .iter()
+                .map(|f| (f.name.clone(), f.item))
+                .collect(),
+            interface: program.interface.clone(),
+        };
+        generation.outline = OnceLock::from(Some(outline));
+        generation.stats.total = start.elapsed();
+        Ok(Built {
+            generation,
+            write: keys.map(|(module_key, pointer)| PendingWrite {
+                module_key,
+                pointer,
+            }),
+            globals,
+            incremental,
+        })
     }
 
-    /// Links compiled functions into a runnable module with fresh globals.
+    /// Stores a generation's artifact in the cache; a failure is a warning in `report`.
+    pub(crate) fn write_artifact(
+        &self,
+        generation: &Generation,
+        write: &PendingWrite,
+        report: &mut CacheStats,
+    ) {
+        let Some(cache) = self.shared.config.cache.clone().map(ModuleCache::new) else {
+            return;
+        };
+        let entries: Option<Vec<_>> = generation
+            .functions
+            .iter()
+            .map(|f| Some((f.key.as_ref()?, &**f.code.as_ref()?, &f.meta)))
+            .collect();
+        let Some(entries) = entries else {
+            return;
+        };
+        let globals: Vec<GlobalDef> = generation
+            .globals
+            .iter()
+            .map(|g| GlobalDef {
+                name: g.name.clone(),
+                ty: g.ty,
+                init: g.init,
+            })
+            .collect();
+        let written = encode_module(
+            &self.shared.fingerprint,
+            &write.module_key,
+            &entries,
+            &globals,
+        )
+        .and_then(|bytes| cache.store(&write.module_key, &write.pointer, &bytes));
+        match written {
+            Ok(()) => report.keys_used.push(write.pointer),
+            Err(why) => report.warn(format!("could not write the cache: {why}")),
+        }
+    }
+
+    /// Links compiled functions into a generation. Globals come from `previous` where it has
+    /// one of the same name and type; the others get fresh storage set to their initializers.
+    #[allow(clippy::too_many_arguments)]
     fn instantiate(
         &self,
         file: Arc<SourceFile>,
         codes: &[CodeRef<'_>],
-        metas: Vec<FunctionMeta>,
+        functions: Vec<NewFunction>,
         globals: Vec<GlobalDef>,
         mut stats: LoadStats,
-        start: Instant,
-    ) -> Result<Module, Error> {
+        previous: Option<&Generation>,
+        id: u64,
+        live: &Arc<AtomicUsize>,
+    ) -> Result<(Generation, GlobalChanges), Error> {
         let link_start = Instant::now();
         let isa = &self.shared.isa;
+        let mut changes = GlobalChanges::default();
         let mut slots = Vec::with_capacity(globals.len());
         for g in globals {
-            let words = match g.ty {
-                VarType::Scalar(_) => 1,
-                VarType::Array(a) => (array_bytes(a) / 8) as usize,
+            let old = previous.and_then(|p| p.global(&g.name));
+            let storage = match old {
+                Some(old) if old.ty == g.ty => {
+                    changes.kept.push(g.name.clone());
+                    old.storage.clone()
+                }
+                _ => {
+                    if let Some(old) = old {
+                        changes.reinitialized.push(g.name.clone());
+                        changes.warnings.push(format!(
+                            "global `{}` changed type from {} to {}; it was re-initialized",
+                            g.name, old.ty, g.ty
+                        ));
+                    } else if previous.is_some() {
+                        changes.added.push(g.name.clone());
+                    }
+                    new_global_storage(g.ty, g.init)
+                }
             };
-            let mut storage = vec![0u64; words].into_boxed_slice();
-            if let (Some(init), VarType::Scalar(ty)) = (g.init, g.ty) {
-                // SAFETY: a scalar global has one 8-byte word, enough for any scalar.
-                unsafe {
-                    write_scalar(storage.as_mut_ptr().cast(), ty, Value::from(init).to_bits())
-                };
-            }
             slots.push(GlobalSlot {
                 name: g.name,
                 ty: g.ty,
+                init: g.init,
                 storage,
             });
         }
-        let used_hosts: Vec<Arc<HostFunc>> = self.hosts.clone();
+        if let Some(p) = previous {
+            changes.removed = p
+                .globals
+                .iter()
+                .filter(|old| !slots.iter().any(|g| g.name == old.name))
+                .map(|old| old.name.clone())
+                .collect();
+        }
         let inputs: Vec<LinkInput> = codes
             .iter()
-            .zip(&metas)
-            .map(|(&code, meta)| LinkInput {
-                name: &meta.name,
-                signature: clif_signature(&**isa, &meta.sig),
+            .zip(&functions)
+            .map(|(&code, f)| LinkInput {
+                name: &f.meta.name,
+                signature: clif_signature(&**isa, &f.meta.sig),
                 code,
             })
             .collect();
         let global_addrs: HashMap<&str, *const u8> = slots
             .iter()
-            .map(|g| (g.name.as_str(), g.storage.as_ptr().cast::<u8>()))
+            .map(|g| (g.name.as_str(), g.storage.as_ptr().cast_const()))
             .collect();
-        let host_addrs: HashMap<&str, *const u8> = used_hosts
+        let host_addrs: HashMap<&str, *const u8> = self
+            .hosts
             .iter()
             .map(|h| (h.name.as_str(), Arc::as_ptr(h).cast::<u8>()))
             .collect();
@@ -404,30 +680,18 @@ impl Engine {
         })
         .map_err(Error::Internal)?;
         drop(inputs);
-        let functions: Vec<FunctionInfo> = metas
+        live.fetch_add(1, Ordering::Relaxed);
+        let functions: Vec<FunctionInfo> = functions
             .into_iter()
             .zip(&linked.addresses)
-            .map(|(meta, &address)| FunctionInfo {
-                name: meta.name,
-                sig: meta.sig,
-                span: meta.span,
-                sites: meta.sites,
+            .map(|(f, &address)| FunctionInfo {
+                meta: f.meta,
                 address: address as usize,
                 entry: OnceLock::new(),
+                code: f.code,
+                key: f.key,
             })
             .collect();
-
-        let interrupt = Arc::new(AtomicU8::new(0));
-        let output = if self.shared.config.capture_output {
-            Output::Capture(Vec::new())
-        } else {
-            Output::Stdout(std::io::BufWriter::new(std::io::stdout()))
-        };
-        let mut runtime = Box::new(RuntimeState {
-            output,
-            pending: None,
-        });
-        let vmctx = Box::new(VmCtx::new(Arc::as_ptr(&interrupt), &mut *runtime));
         let by_address = functions
             .iter()
             .enumerate()
@@ -436,29 +700,24 @@ impl Engine {
         let by_name = functions
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.name.clone(), i))
+            .map(|(i, f)| (f.meta.name.clone(), i))
             .collect();
         stats.link = link_start.elapsed();
-        stats.total = start.elapsed();
-        Ok(Module {
-            inner: Arc::new(ModuleInner {
-                shared: self.shared.clone(),
-                file,
-                functions,
-                by_name,
-                by_address,
-                interrupt,
-                _hosts: used_hosts,
-                stats,
-                code: Mutex::new(Some(linked.module)),
-                state: Mutex::new(Instance {
-                    vmctx,
-                    runtime,
-                    globals: slots,
-                    array_stack: Vec::new(),
-                }),
-            }),
-        })
+        let generation = Generation {
+            id,
+            file,
+            functions,
+            by_name,
+            by_address,
+            globals: slots,
+            stats,
+            outline: OnceLock::new(),
+            artifact: None,
+            _hosts: self.hosts.to_vec(),
+            code: Mutex::new(Some(linked.module)),
+            live: live.clone(),
+        };
+        Ok((generation, changes))
     }
 }
 
@@ -467,72 +726,120 @@ impl Engine {
 const FUNCTIONS_PER_THREAD: usize = 16;
 
 /// One function compiled (or reused) by [`compile_program`].
-struct CompiledOne {
-    code: CompiledFunction,
+pub(crate) struct CompiledOne {
+    code: Arc<CompiledFunction>,
     sites: Vec<Span>,
-    key: [u8; 32],
+    /// The cache key, when compiling was keyed.
+    key: Option<[u8; 32]>,
     reused: bool,
 }
 
-/// Functions compiled by [`compile_program`], in order, with their cache keys, how many were
-/// reused, and the time spent lowering and compiling, summed over threads.
+/// Functions compiled by [`compile_program`], in order, how many were reused, and the time
+/// spent lowering and compiling, summed over threads.
 struct CompiledProgram {
     functions: Vec<CompiledOne>,
-    keys: Vec<[u8; 32]>,
     reused: usize,
     lower: Duration,
     codegen: Duration,
 }
 
-/// Lowers every function of `program` and compiles it, spread over the machine's cores. With a
-/// fingerprint, each function is keyed, and `reuse` may give its code instead of compiling it.
+/// What one compile thread did: its functions by index, and its time lowering and compiling.
+struct ThreadShare {
+    functions: Vec<(usize, CompiledOne)>,
+    lower: Duration,
+    codegen: Duration,
+}
+
+/// Runs the front end on `file`; `unchanged` says which function items need not be parsed
+/// (see [`kiln_lang::parse`]). Returns the program and the time parsing and checking took.
+pub(crate) fn front_end(
+    file: &Arc<SourceFile>,
+    hosts: &[HostSignature],
+    options: &CheckOptions,
+    unchanged: &dyn Fn(&str, &str) -> bool,
+) -> (Result<Program, Error>, Duration, Duration) {
+    let start = Instant::now();
+    let parsed = kiln_lang::parse(file, unchanged);
+    let parsed_at = Instant::now();
+    let program = kiln_lang::check_parsed(parsed, hosts, options)
+        .map_err(|diagnostics| CompileError::new(file.clone(), diagnostics).into());
+    (program, parsed_at - start, parsed_at.elapsed())
+}
+
+/// Lowers every function of `program` and compiles it, spread over the machine's cores.
+///
+/// A function whose body the front end did not parse (it is unchanged since the previous
+/// generation) must be given by `carried`. With a fingerprint, each other function is keyed, and
+/// `reuse` may give its code instead of compiling it.
 fn compile_program(
     isa: &OwnedTargetIsa,
     fingerprint: Option<&Fingerprint>,
     program: &Program,
     hosts: &[HostSignature],
-    reuse: &(dyn Fn(&[u8; 32]) -> Option<CompiledFunction> + Sync),
+    carried: &dyn Fn(usize) -> Option<CompiledOne>,
+    reuse: &(dyn Fn(&[u8; 32]) -> Option<Arc<CompiledFunction>> + Sync),
 ) -> Result<CompiledProgram, Error> {
-    let n = program.functions.len();
+    // Only the functions to lower are spread over threads: after a small edit, that is one.
+    let (carried_in, to_lower): (Vec<usize>, Vec<usize>) =
+        (0..program.functions.len()).partition(|&i| program.functions[i].reused);
+    let mut slots: Vec<Option<CompiledOne>> = (0..program.functions.len()).map(|_| None).collect();
+    for i in carried_in {
+        let f = carried(i).ok_or_else(|| {
+            Error::Internal(format!(
+                "the body of `{}` was not parsed, but its code is gone",
+                program.functions[i].name
+            ))
+        })?;
+        slots[i] = Some(f);
+    }
+    let n = to_lower.len();
     let threads = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
         .min(n.div_ceil(FUNCTIONS_PER_THREAD))
         .max(1);
     // Thread `t` takes functions t, t + threads, ...: neighbours in a file tend to be alike in
     // size, so interleaving balances the work.
-    let work = |t: usize| -> Result<(Vec<CompiledOne>, Duration, Duration), String> {
+    let to_lower = &to_lower;
+    let work = |t: usize| -> Result<ThreadShare, String> {
         let (mut fctx, mut ctx) = (FunctionBuilderContext::new(), Context::new());
         let (mut lower, mut codegen) = (Duration::ZERO, Duration::ZERO);
         let mut out = Vec::with_capacity(n / threads + 1);
-        for i in (t..n).step_by(threads) {
+        for &i in to_lower.iter().skip(t).step_by(threads) {
             let started = Instant::now();
             let lowered = lower_function(&**isa, program, hosts, FuncId(i as u32), &mut fctx);
             // The key must be taken before compiling, which optimizes the CLIF in place.
-            let key = fingerprint.map_or([0; 32], |fp| function_key(fp, &lowered));
+            let key = fingerprint.map(|fp| function_key(fp, &lowered));
             let sites = lowered.sites.clone();
             let lowered_at = Instant::now();
             lower += lowered_at - started;
-            let cached = fingerprint.and_then(|_| reuse(&key));
+            let cached = key.as_ref().and_then(reuse);
             let (code, reused) = match cached {
                 // Same key: same code, relinked through this lowering's symbol table.
                 Some(c) => (
-                    CompiledFunction {
+                    Arc::new(CompiledFunction {
                         symbols: lowered.symbols,
-                        ..c
-                    },
+                        ..(*c).clone()
+                    }),
                     true,
                 ),
-                None => (compile(&**isa, lowered, &mut ctx)?, false),
+                None => (Arc::new(compile(&**isa, lowered, &mut ctx)?), false),
             };
             codegen += lowered_at.elapsed();
-            out.push(CompiledOne {
-                code,
-                sites,
-                key,
-                reused,
-            });
+            out.push((
+                i,
+                CompiledOne {
+                    code,
+                    sites,
+                    key,
+                    reused,
+                },
+            ));
         }
-        Ok((out, lower, codegen))
+        Ok(ThreadShare {
+            functions: out,
+            lower,
+            codegen,
+        })
     };
     let parts = if threads == 1 {
         vec![work(0)]
@@ -552,23 +859,36 @@ fn compile_program(
         .into_iter()
         .collect::<Result<Vec<_>, String>>()
         .map_err(Error::Internal)?;
-    let lower = parts.iter().map(|p| p.1).sum();
-    let codegen = parts.iter().map(|p| p.2).sum();
-    let mut shares: Vec<_> = parts.into_iter().map(|p| p.0.into_iter()).collect();
-    let functions: Vec<CompiledOne> = (0..n)
-        .map(|i| {
-            shares[i % threads]
-                .next()
-                .expect("each thread compiled its share")
-        })
+    let lower = parts.iter().map(|p| p.lower).sum();
+    let codegen = parts.iter().map(|p| p.codegen).sum();
+    for (i, f) in parts.into_iter().flat_map(|p| p.functions) {
+        slots[i] = Some(f);
+    }
+    let functions: Vec<CompiledOne> = slots
+        .into_iter()
+        .map(|f| f.expect("every function was carried or lowered"))
         .collect();
     Ok(CompiledProgram {
-        keys: functions.iter().map(|f| f.key).collect(),
         reused: functions.iter().filter(|f| f.reused).count(),
         functions,
         lower,
         codegen,
     })
+}
+
+/// Fresh storage for a global of type `ty`, set to `init`.
+fn new_global_storage(ty: VarType, init: Option<Const>) -> Arc<GlobalStorage> {
+    let words = match ty {
+        VarType::Scalar(_) => 1,
+        VarType::Array(a) => (array_bytes(a) / 8) as usize,
+    };
+    let storage = GlobalStorage::zeroed(words);
+    if let (Some(init), VarType::Scalar(ty)) = (init, ty) {
+        // SAFETY: a scalar global has one 8-byte word, enough for any scalar, and the storage
+        // is not shared yet.
+        unsafe { write_scalar(storage.as_ptr(), ty, Value::from(init).to_bits()) };
+    }
+    Arc::new(storage)
 }
 
 /// Reads a script file, with an error that names it.
@@ -583,8 +903,10 @@ pub fn read_script(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 #[derive(Clone, Debug, Default)]
 pub struct LoadStats {
     pub functions: usize,
-    /// Parsing and checking (zero on a module hit).
-    pub front_end: Duration,
+    /// Parsing (zero on a module hit).
+    pub parse: Duration,
+    /// Name resolution and type checking (zero on a module hit).
+    pub check: Duration,
     /// Building Cranelift IR, summed over the compiling threads.
     pub lower: Duration,
     /// Cranelift compiling to machine code (or taking cached code), summed over the threads.
@@ -616,7 +938,7 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    fn miss(&mut self, text: String, why: &Miss) {
+    pub(crate) fn miss(&mut self, text: String, why: &Miss) {
         if matches!(
             why,
             Miss::Corrupt(_) | Miss::FingerprintMismatch | Miss::Unavailable(_)
@@ -626,435 +948,9 @@ impl CacheStats {
         self.misses.push(text);
     }
 
-    fn warn(&mut self, text: String) {
+    pub(crate) fn warn(&mut self, text: String) {
         self.warning.get_or_insert(text);
     }
-}
-
-struct FunctionInfo {
-    name: String,
-    sig: Signature,
-    span: Span,
-    sites: Vec<Span>,
-    address: usize,
-    /// The entry stub for `sig`, fetched on the first call: a module hit then compiles nothing
-    /// for functions the host never calls.
-    entry: OnceLock<EntryFn>,
-}
-
-struct GlobalSlot {
-    name: String,
-    ty: VarType,
-    /// 8-byte words; JIT code holds its address, so it is never reallocated.
-    storage: Box<[u64]>,
-}
-
-/// A module's mutable state, used by one call at a time.
-struct Instance {
-    vmctx: Box<VmCtx>,
-    runtime: Box<RuntimeState>,
-    globals: Vec<GlobalSlot>,
-    /// Allocated on the first call, so modules that are never called cost no memory.
-    array_stack: Vec<u64>,
-}
-
-// SAFETY: the raw pointers in `vmctx` point into this instance's own boxes and into the module's
-// interrupt flag; they are only used by a call, which holds the instance's mutex.
-unsafe impl Send for Instance {}
-
-struct ModuleInner {
-    shared: Arc<EngineShared>,
-    file: Arc<SourceFile>,
-    functions: Vec<FunctionInfo>,
-    by_name: HashMap<String, usize>,
-    by_address: HashMap<usize, usize>,
-    interrupt: Arc<AtomicU8>,
-    /// Keeps the host functions alive: JIT code holds their addresses.
-    _hosts: Vec<Arc<HostFunc>>,
-    stats: LoadStats,
-    code: Mutex<Option<JITModule>>,
-    state: Mutex<Instance>,
-}
-
-impl Drop for ModuleInner {
-    fn drop(&mut self) {
-        if let Some(code) = self
-            .code
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            // SAFETY: every call holds a reference to this module, so none is running now and
-            // no function pointer into the code survives it.
-            unsafe { code.free_memory() };
-        }
-    }
-}
-
-/// A loaded script: its functions ready to call, its globals, its output.
-///
-/// Cloning is cheap and shares the module. Calls are serialized: a call from a second thread
-/// waits for the running one.
-#[derive(Clone)]
-pub struct Module {
-    inner: Arc<ModuleInner>,
-}
-
-/// Stops running calls of a module from any thread.
-#[derive(Clone)]
-pub struct InterruptHandle {
-    flag: Arc<AtomicU8>,
-}
-
-impl InterruptHandle {
-    /// Asks the running call to stop with `interrupted` at its next loop iteration or function
-    /// entry. If no call is running, the next call stops at its start.
-    pub fn interrupt(&self) {
-        self.flag.store(1, Ordering::Relaxed);
-    }
-}
-
-/// A handle to a script function with a signature checked once, when it was made.
-pub struct TypedFunc<P, R> {
-    module: Module,
-    index: usize,
-    _sig: PhantomData<fn(P) -> R>,
-}
-
-impl<P: ScriptParams, R: ScriptResult> TypedFunc<P, R> {
-    pub fn call(&self, params: P) -> Result<R, Error> {
-        let bits = self.module.invoke(self.index, &params.to_bits())?;
-        Ok(R::from_bits(bits))
-    }
-}
-
-impl Module {
-    /// The source file the module was loaded from.
-    pub fn file(&self) -> &SourceFile {
-        &self.inner.file
-    }
-
-    pub fn stats(&self) -> &LoadStats {
-        &self.inner.stats
-    }
-
-    /// The names of the module's functions, in source order.
-    pub fn function_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.functions.iter().map(|f| f.name.as_str())
-    }
-
-    /// The signature of a function.
-    pub fn signature(&self, name: &str) -> Option<&Signature> {
-        self.inner
-            .by_name
-            .get(name)
-            .map(|&i| &self.inner.functions[i].sig)
-    }
-
-    fn function_index(&self, name: &str) -> Result<usize, Error> {
-        self.inner
-            .by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::NotFound {
-                what: "function",
-                name: name.to_string(),
-            })
-    }
-
-    /// A typed handle to function `name`, e.g. `module.typed::<(i64, f64), f64>("step")`.
-    pub fn typed<P: ScriptParams, R: ScriptResult>(
-        &self,
-        name: &str,
-    ) -> Result<TypedFunc<P, R>, Error> {
-        let index = self.function_index(name)?;
-        let requested = Signature {
-            params: P::types(),
-            ret: R::TYPE,
-        };
-        let sig = &self.inner.functions[index].sig;
-        if *sig != requested {
-            return Err(Error::Signature {
-                name: name.to_string(),
-                script: sig.to_string(),
-                requested: requested.to_string(),
-            });
-        }
-        Ok(TypedFunc {
-            module: self.clone(),
-            index,
-            _sig: PhantomData,
-        })
-    }
-
-    /// Calls function `name` with dynamically typed arguments.
-    pub fn call(&self, name: &str, args: &[Value]) -> Result<Option<Value>, Error> {
-        let index = self.function_index(name)?;
-        let sig = &self.inner.functions[index].sig;
-        if !args.iter().map(|a| a.ty()).eq(sig.params.iter().copied()) {
-            let requested = Signature {
-                params: args.iter().map(|a| a.ty()).collect(),
-                ret: sig.ret,
-            };
-            return Err(Error::Signature {
-                name: name.to_string(),
-                script: sig.to_string(),
-                requested: requested.to_string(),
-            });
-        }
-        let bits: Vec<u64> = args.iter().map(|a| a.to_bits()).collect();
-        let ret = sig.ret;
-        let result = self.invoke(index, &bits)?;
-        Ok(ret.map(|t| Value::from_bits(t, result)))
-    }
-
-    pub fn interrupt_handle(&self) -> InterruptHandle {
-        InterruptHandle {
-            flag: self.inner.interrupt.clone(),
-        }
-    }
-
-    /// Output `print` produced since the last call of this, when the engine captures output.
-    pub fn take_output(&self) -> String {
-        let mut state = self.lock();
-        match &mut state.runtime.output {
-            Output::Capture(buf) => String::from_utf8_lossy(&std::mem::take(buf)).into_owned(),
-            Output::Stdout(_) => String::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Instance> {
-        // A panic while the lock was held cannot leave the instance inconsistent: calls do not
-        // panic, and every call resets the context before it starts.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn invoke(&self, index: usize, args: &[u64]) -> Result<u64, Error> {
-        let inner = &*self.inner;
-        let f = &inner.functions[index];
-        let config = &inner.shared.config;
-        let mut state = self.lock();
-        let state = &mut *state;
-        if state.array_stack.is_empty() {
-            state.array_stack = vec![0u64; config.array_stack_size.div_ceil(8).max(1)];
-        }
-        let ctx = &mut *state.vmctx;
-        ctx.trapped = 0;
-        ctx.max_depth = i64::from(config.max_call_depth);
-        ctx.stack_limit = native_stack_limit(config.max_native_stack);
-        let base = state.array_stack.as_mut_ptr() as usize;
-        ctx.array_stack_top = base;
-        ctx.array_stack_end = base + state.array_stack.len() * 8;
-        state.runtime.pending = None;
-
-        let entry = match f.entry.get() {
-            Some(&entry) => entry,
-            None => {
-                let entry = inner.shared.stubs.get(&f.sig).map_err(Error::Internal)?;
-                *f.entry.get_or_init(|| entry)
-            }
-        };
-        let mut ret = 0u64;
-        // SAFETY: `entry` is the stub for `f.sig`, `f.address` a function of this module with
-        // that signature, `args` were checked against it by the caller (typed handle or
-        // `call`), and the context, its runtime state, globals and array stack are live and
-        // exclusively ours for the duration of the call (we hold the lock).
-        unsafe {
-            entry(ctx, f.address as *const u8, args.as_ptr(), &mut ret);
-        }
-        state.runtime.output.flush();
-        if state.vmctx.trapped == 0 {
-            return Ok(ret);
-        }
-        let pending = state
-            .runtime
-            .pending
-            .take()
-            .unwrap_or(crate::runtime::PendingTrap {
-                kind: TrapKind::HostError,
-                location: None,
-                message: Some("unknown runtime error".into()),
-            });
-        // An error without a location was raised on entry to the function the host called.
-        let (function, span) = pending
-            .location
-            .and_then(|(addr, site)| {
-                let g = &inner.functions[*inner.by_address.get(&addr)?];
-                Some((g.name.clone(), *g.sites.get(site as usize)?))
-            })
-            .unwrap_or_else(|| (f.name.clone(), f.span));
-        Err(Error::Runtime(RuntimeError {
-            kind: pending.kind,
-            function,
-            location: inner.file.location(span.start),
-            message: pending.message,
-        }))
-    }
-
-    /// The index of global `name`, if it has the kind and element type of `want` (an array's
-    /// length in `want` is ignored).
-    fn global_slot(state: &Instance, name: &str, want: VarType) -> Result<usize, Error> {
-        let i = state
-            .globals
-            .iter()
-            .position(|g| g.name == name)
-            .ok_or_else(|| Error::NotFound {
-                what: "global",
-                name: name.to_string(),
-            })?;
-        let g = &state.globals[i];
-        let matches = match (g.ty, want) {
-            (VarType::Scalar(a), VarType::Scalar(b)) => a == b,
-            (VarType::Array(a), VarType::Array(b)) => a.elem == b.elem,
-            _ => false,
-        };
-        if !matches {
-            let requested = match want {
-                VarType::Scalar(t) => t.to_string(),
-                VarType::Array(a) => format!("[{}; _]", a.elem),
-            };
-            return Err(Error::GlobalType {
-                name: name.to_string(),
-                script: g.ty.to_string(),
-                requested,
-            });
-        }
-        Ok(i)
-    }
-
-    /// The current value of a scalar global.
-    pub fn global<T: ScriptType>(&self, name: &str) -> Result<T, Error> {
-        let state = self.lock();
-        let i = Self::global_slot(&state, name, VarType::Scalar(T::TYPE))?;
-        let ptr = state.globals[i].storage.as_ptr().cast::<u8>();
-        // SAFETY: the slot holds a scalar of type `T::TYPE`.
-        Ok(T::from_bits(unsafe { read_scalar(ptr, T::TYPE) }))
-    }
-
-    /// Sets a scalar global.
-    pub fn set_global<T: ScriptType>(&self, name: &str, value: T) -> Result<(), Error> {
-        let mut state = self.lock();
-        let i = Self::global_slot(&state, name, VarType::Scalar(T::TYPE))?;
-        let ptr = state.globals[i].storage.as_mut_ptr().cast::<u8>();
-        // SAFETY: the slot holds a scalar of type `T::TYPE`.
-        unsafe { write_scalar(ptr, T::TYPE, value.to_bits()) };
-        Ok(())
-    }
-
-    /// The elements of a global array.
-    pub fn global_array<T: ScriptType>(&self, name: &str) -> Result<Vec<T>, Error> {
-        let state = self.lock();
-        let want = VarType::Array(kiln_lang::program::ArrayType {
-            elem: T::TYPE,
-            len: 1,
-        });
-        let i = Self::global_slot(&state, name, want)?;
-        let g = &state.globals[i];
-        let VarType::Array(a) = g.ty else {
-            unreachable!()
-        };
-        let size = crate::lower::elem_size(a.elem) as usize;
-        let base = g.storage.as_ptr().cast::<u8>();
-        Ok((0..a.len as usize)
-            // SAFETY: element `k` of an array of `a.len` elements of `size` bytes.
-            .map(|k| T::from_bits(unsafe { read_scalar(base.add(k * size), a.elem) }))
-            .collect())
-    }
-
-    /// Sets the elements of a global array; `values` must have the array's length.
-    pub fn set_global_array<T: ScriptType>(&self, name: &str, values: &[T]) -> Result<(), Error> {
-        let mut state = self.lock();
-        let want = VarType::Array(kiln_lang::program::ArrayType {
-            elem: T::TYPE,
-            len: 1,
-        });
-        let i = Self::global_slot(&state, name, want)?;
-        let g = &mut state.globals[i];
-        let VarType::Array(a) = g.ty else {
-            unreachable!()
-        };
-        if values.len() != a.len as usize {
-            return Err(Error::GlobalType {
-                name: name.to_string(),
-                script: g.ty.to_string(),
-                requested: format!("[{}; {}]", T::TYPE, values.len()),
-            });
-        }
-        let size = crate::lower::elem_size(a.elem) as usize;
-        let base = g.storage.as_mut_ptr().cast::<u8>();
-        for (k, v) in values.iter().enumerate() {
-            // SAFETY: element `k` of an array of `a.len` elements of `size` bytes.
-            unsafe { write_scalar(base.add(k * size), a.elem, v.to_bits()) };
-        }
-        Ok(())
-    }
-}
-
-/// # Safety
-/// `ptr` must point at a readable scalar of type `ty` in Kiln's layout.
-unsafe fn read_scalar(ptr: *const u8, ty: Type) -> u64 {
-    // SAFETY: per the contract; global storage is 8-byte aligned and elements are naturally
-    // aligned within it.
-    unsafe {
-        match ty {
-            Type::Int | Type::Float => ptr.cast::<u64>().read(),
-            Type::Bool => u64::from(ptr.read()),
-        }
-    }
-}
-
-/// # Safety
-/// `ptr` must point at a writable scalar of type `ty` in Kiln's layout.
-unsafe fn write_scalar(ptr: *mut u8, ty: Type, bits: u64) {
-    // SAFETY: as for `read_scalar`.
-    unsafe {
-        match ty {
-            Type::Int | Type::Float => ptr.cast::<u64>().write(bits),
-            Type::Bool => ptr.write(bits as u8),
-        }
-    }
-}
-
-/// Stack that must stay free below the limit for the frame that passed the check, runtime
-/// functions and host functions it calls.
-const RED_ZONE: usize = 256 * 1024;
-
-/// The lowest stack address script code may start a call at, on this thread.
-fn native_stack_limit(max_native_stack: usize) -> usize {
-    let marker = 0u8;
-    let sp = std::ptr::addr_of!(marker) as usize;
-    let by_budget = sp.saturating_sub(max_native_stack);
-    let by_thread = thread_stack_low().map_or(sp.saturating_sub(1 << 20), |low| low + RED_ZONE);
-    by_budget.max(by_thread)
-}
-
-/// The lowest address of the current thread's stack, where the platform tells it.
-fn thread_stack_low() -> Option<usize> {
-    thread_local! {
-        static LOW: Option<usize> = query_stack_low();
-    }
-    LOW.with(|l| *l)
-}
-
-#[cfg(target_os = "linux")]
-fn query_stack_low() -> Option<usize> {
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; it is destroyed after use.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        ok.then_some(addr as usize)
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn query_stack_low() -> Option<usize> {
-    None
 }
 
 /// Converts a checker constant to the value the API shows.

@@ -22,6 +22,8 @@ pub enum Error {
         script: String,
         requested: String,
     },
+    /// A typed handle's function was removed by a reload, or its signature changed.
+    Stale { name: String, reason: String },
     /// A global was read or written as the wrong type.
     GlobalType {
         name: String,
@@ -51,6 +53,9 @@ impl std::fmt::Display for Error {
                 f,
                 "function `{name}` has signature `{script}`, but was requested as `{requested}`"
             ),
+            Error::Stale { name, reason } => {
+                write!(f, "the handle to function `{name}` is stale: {reason}")
+            }
             Error::GlobalType {
                 name,
                 script,

@@ -20,11 +20,13 @@ pub mod keys;
 pub mod link;
 pub mod lower;
 pub mod memory;
+pub mod module;
 pub mod runtime;
 pub mod value;
 
-pub use engine::{Config, Engine, InterruptHandle, LoadStats, Module, TypedFunc, read_script};
+pub use engine::{CacheStats, Config, Engine, LoadStats, read_script};
 pub use error::{CompileError, Error, RuntimeError};
 pub use host::{HostResult, IntoHostFunc};
 pub use kiln_lang::program::TrapKind;
+pub use module::{GlobalChanges, InterruptHandle, Module, ReloadReport, TypedFunc};
 pub use value::{ScriptParams, ScriptResult, ScriptType, Value};

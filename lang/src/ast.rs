@@ -31,13 +31,19 @@ pub struct FnItem {
     pub name: Name,
     pub params: Vec<Param>,
     pub ret: Option<TypeExpr>,
+    /// Empty when the body was [`reused`](FnItem::reused).
     pub body: Block,
+    /// The whole item, from `fn` through the `}` closing the body.
+    pub item: Span,
     /// The header had a syntax error (or the body was cut off): the body is not type-checked,
     /// because names and types in it would give follow-on errors.
     pub broken: bool,
     /// The body had a syntax error: skip the missing-return analysis, which would be misled by
     /// the statements recovery dropped.
     pub body_had_errors: bool,
+    /// The caller of the parser already has this function's code, and the text of the item is
+    /// the same as when it got it: the body was skipped, not parsed.
+    pub reused: bool,
 }
 
 #[derive(Debug)]
@@ -52,6 +58,8 @@ pub struct VarItem {
     pub name: Name,
     pub ty: TypeExpr,
     pub init: Option<Expr>,
+    /// The whole item, from its keyword through its `;`.
+    pub item: Span,
 }
 
 #[derive(Debug)]

@@ -113,13 +113,14 @@ pub fn check_module(
         let info = c.signature(c.fn_items[i]);
         c.funcs.push(info);
     }
-    let globals = (0..c.global_items.len())
+    let globals: Vec<Global> = (0..c.global_items.len())
         .map(|i| c.check_global(i))
         .collect();
-    let functions = (0..c.fn_items.len()).map(|i| c.check_fn(i)).collect();
+    let functions: Vec<Function> = (0..c.fn_items.len()).map(|i| c.check_fn(i)).collect();
     if options.require_main {
         c.check_main();
     }
+    let interface = interface(&globals, &functions, &c.const_items, &c.const_values);
     // Items are checked in phases (consts, then signatures, then bodies), after the whole file
     // was parsed; report everything in file order.
     diagnostics.sort_by_key(|d| d.span.start);
@@ -127,7 +128,30 @@ pub fn check_module(
         file: file.clone(),
         globals,
         functions,
+        interface,
     })
+}
+
+/// The module's [`Interface`]; only meaningful when checking found no error.
+fn interface(
+    globals: &[Global],
+    functions: &[Function],
+    const_items: &[&ast::VarItem],
+    const_values: &[Option<Const>],
+) -> Interface {
+    let functions = functions
+        .iter()
+        .map(|f| (f.name.clone(), ItemInterface::Function(f.sig.clone())));
+    let globals = globals
+        .iter()
+        .map(|g| (g.name.clone(), ItemInterface::Global(g.ty)));
+    let consts = const_items.iter().zip(const_values).filter_map(|(k, v)| {
+        let value = (*v)?;
+        Some((k.name.text.clone(), ItemInterface::Const(value)))
+    });
+    let mut items: Vec<_> = functions.chain(globals).chain(consts).collect();
+    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Interface { items }
 }
 
 struct Checker<'a> {
@@ -625,6 +649,9 @@ impl<'a> Checker<'a> {
                 }
                 self.declare(&p.name.text, ty.map(VarType::Scalar), false);
             }
+        }
+        // A reused body was not parsed: the caller has code compiled from the same text.
+        if !f.broken && !f.reused {
             body = self.check_block(&f.body.stmts);
             if let (Ret::Value(t), Some(ret)) = (self.ret, &f.ret)
                 && !f.body_had_errors
@@ -640,9 +667,11 @@ impl<'a> Checker<'a> {
         Function {
             name: f.name.text.clone(),
             span: f.name.span,
+            item: f.item,
             sig,
             locals: std::mem::take(&mut self.locals),
             body,
+            reused: f.reused,
         }
     }
 

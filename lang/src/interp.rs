@@ -271,7 +271,9 @@ impl<'p> Interpreter<'p> {
     ///
     /// # Panics
     ///
-    /// When `args` do not match the function's parameter types: that is the embedder's bug.
+    /// When `args` do not match the function's parameter types, or the call reaches a function
+    /// whose body was [`reused`](Function::reused) (a program checked with reused bodies is only
+    /// for back ends that kept their code): both are the embedder's bugs.
     pub fn call(
         &mut self,
         func: FuncId,
@@ -311,6 +313,11 @@ impl<'p> Interpreter<'p> {
         io: &mut Io,
     ) -> Outcome<Option<Const>> {
         let f: &'p Function = self.program.function(func);
+        assert!(
+            !f.reused,
+            "fn {} was reused from earlier code: its body was never parsed, so it cannot be interpreted",
+            f.name
+        );
         // Array locals get their storage when their `let` runs, so a deep recursion through a
         // function with a big array that is not reached costs nothing.
         let mut locals: Vec<Value> = f
@@ -713,7 +720,7 @@ mod tests {
     //! the checker and this interpreter.
 
     use super::*;
-    use crate::program::{Global, Local, LocalId, Signature};
+    use crate::program::{Global, Interface, Local, LocalId, Signature};
     use crate::source::SourceFile;
 
     /// Every node built here gets a distinct span, so tests can tell which one an error names.
@@ -796,6 +803,7 @@ mod tests {
         Function {
             name: name.to_string(),
             span: Span::new(0, 1),
+            item: Span::new(0, 1),
             sig: Signature { params, ret },
             locals: locals
                 .into_iter()
@@ -806,6 +814,7 @@ mod tests {
                 })
                 .collect(),
             body,
+            reused: false,
         }
     }
 
@@ -814,6 +823,7 @@ mod tests {
             file: SourceFile::new("test.kl", ""),
             globals,
             functions,
+            interface: Interface::default(),
         }
     }
 

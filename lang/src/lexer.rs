@@ -228,6 +228,9 @@ pub struct Lexer<'a> {
     /// Every error so far, stored or dropped; the parser compares counts to tell whether a
     /// token came right after a lexical error.
     pub errors: usize,
+    /// The text ended inside a string literal or a block comment: more text could still close
+    /// it (a REPL keeps reading), unlike a string cut off by a line break.
+    pub cut_off_at_end: bool,
 }
 
 fn span(start: usize, end: usize) -> Span {
@@ -257,7 +260,14 @@ impl<'a> Lexer<'a> {
             diagnostics: Vec::new(),
             dropped: 0,
             errors: 0,
+            cut_off_at_end: false,
         }
+    }
+
+    /// Resumes lexing at byte `offset`, which must be where a token or trivia may start (the
+    /// parser jumps past a function body it was told to skip).
+    pub fn seek(&mut self, offset: usize) {
+        self.pos = offset;
     }
 
     fn peek_at(&self, offset: usize) -> u8 {
@@ -321,6 +331,7 @@ impl<'a> Lexer<'a> {
         while depth > 0 {
             match self.peek_at(0) {
                 _ if self.pos >= self.bytes.len() => {
+                    self.cut_off_at_end = true;
                     self.error(
                         Diagnostic::new("unterminated block comment", span(start, start + 2))
                             .with_label("this comment is never closed"),
@@ -595,6 +606,7 @@ impl<'a> Lexer<'a> {
         let mut out: Vec<u8> = Vec::new();
         loop {
             let Some(&c) = self.bytes.get(self.pos) else {
+                self.cut_off_at_end = true;
                 self.unterminated_string(start);
                 break;
             };
@@ -656,6 +668,109 @@ impl<'a> Lexer<'a> {
                 .with_label("missing closing `\"` before the end of the line"),
         );
     }
+}
+
+/// Just past the `}` that closes the `{` at byte `open` of `text`, or `None` when the text ends
+/// first. Braces are counted only where the lexer would see brace tokens: not inside string
+/// literals (which end at `"` or at a line break, as [`Lexer`] ends them) nor comments (block
+/// comments nest). Scanning bytes is an order of magnitude cheaper than lexing, which is the
+/// point: the parser uses it to skip function bodies the caller already has.
+pub fn braced_group_end(text: &str, open: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = open;
+    loop {
+        i = next_brace_quote_or_slash(bytes, i)?;
+        match bytes[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b'"' => {
+                i = string_literal_end(bytes, i + 1);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = bytes[i..].iter().position(|&c| c == b'\n')? + i;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = block_comment_end(bytes, i)?;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The first `{`, `}`, `"` or `/` at or after `from`: the only bytes that matter to
+/// [`braced_group_end`] outside strings and comments. Eight bytes are tested at a time, which
+/// halves the time to skip a body compared with a byte loop.
+fn next_brace_quote_or_slash(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk);
+        // The classic test for a zero byte, on `word` XOR each wanted byte: the lowest marked
+        // byte is exact (only bytes above a match can be marked falsely).
+        let marks = [b'{', b'}', b'"', b'/'].iter().fold(0, |marks, &wanted| {
+            let v = word ^ (ONES * u64::from(wanted));
+            marks | (v.wrapping_sub(ONES) & !v & HIGH_BITS)
+        });
+        if marks != 0 {
+            return Some(i + marks.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..)?;
+    let found = rest
+        .iter()
+        .position(|b| matches!(b, b'{' | b'}' | b'"' | b'/'))?;
+    Some(i + found)
+}
+
+/// Where the string literal whose contents start at `from` ends: past its closing `"`, or at
+/// the line break or end of text that cuts it off.
+fn string_literal_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'"' => return i + 1,
+            b'\n' | b'\r' => return i,
+            // An escape hides the byte after the backslash, unless that is a line break: the
+            // lexer ends the string there.
+            b'\\' if !matches!(bytes.get(i + 1), Some(b'\n' | b'\r')) => i += 2,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Just past the `*/` that closes the (nesting) block comment opening at `start`.
+fn block_comment_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Shortens long source text quoted in a message.
@@ -811,6 +926,85 @@ mod tests {
                 Tok::As
             ]
         );
+    }
+
+    /// Where the `}` matching each `{` token ends, by counting brace tokens.
+    fn braced_group_ends_by_tokens(text: &str) -> Vec<(usize, Option<usize>)> {
+        let mut lx = Lexer::new(text);
+        let mut tokens = Vec::new();
+        loop {
+            let t = lx.next_token();
+            if t.kind == Tok::Eof {
+                break;
+            }
+            tokens.push(t);
+        }
+        let mut ends = Vec::new();
+        for (i, open) in tokens.iter().enumerate() {
+            if open.kind != Tok::LBrace {
+                continue;
+            }
+            let mut depth = 0usize;
+            let mut end = None;
+            for t in &tokens[i..] {
+                match t.kind {
+                    Tok::LBrace => depth += 1,
+                    Tok::RBrace => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(t.span.end as usize);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ends.push((open.span.start as usize, end));
+        }
+        ends
+    }
+
+    #[test]
+    fn braced_group_end_agrees_with_the_lexer() {
+        let mut texts: Vec<String> = [
+            "{ a } }",
+            "{ \"}\" }",
+            "{ \"\\\"}\" }",
+            "{ \"\\\\\" } }",
+            "{ \"cut off\n} }",
+            "{ \"cut \\\n} }",
+            "{ \"\\é}\" }",
+            "{ // }\n }",
+            "{ /* } /* } */ } */ } }",
+            "{ /* // } */ } }",
+            "{ // /* \n } */ }",
+            "{ a *//* } */ } }",
+            "{ x /= y; /**/ } }",
+            "{ 1e}",
+            "{ { }",
+            "{ \"never closed }",
+            "{ /* never closed }",
+            "{ // no line break }",
+            "{ é { ü } }",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        texts.extend((0..40).map(crate::generate::random_program));
+        let shape = crate::generate::Shape {
+            functions: 50,
+            host_calls: true,
+        };
+        texts.push(crate::generate::realistic_program(&shape, 3));
+        for text in &texts {
+            for (open, end) in braced_group_ends_by_tokens(text) {
+                assert_eq!(
+                    braced_group_end(text, open),
+                    end,
+                    "{{ at {open} in {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -24,8 +24,15 @@ pub const MAX_NESTING: usize = 256;
 /// Syntax errors beyond this many are counted, not kept (binary garbage yields thousands).
 const MAX_STORED_ERRORS: usize = lexer::MAX_STORED_ERRORS;
 
-pub fn parse(text: &str) -> (Module, Vec<Diagnostic>) {
-    let mut p = Parser::new(text);
+/// Asked, for each `fn` item with a well-formed header, whether its body may be skipped: with
+/// the function's name and the item's text from `fn` through the `}` closing its body.
+pub type Reuse<'a> = &'a dyn Fn(&str, &str) -> bool;
+
+/// Parses a module. Without `reuse` every body is parsed, and not even scanned for its end
+/// first; with it, a body it answers true for is skipped unparsed and its item is marked
+/// [`FnItem::reused`].
+pub fn parse(text: &str, reuse: Option<Reuse>) -> (Module, Vec<Diagnostic>) {
+    let mut p = Parser::new(text, reuse);
     let items = p.parse_items();
     let mut diagnostics = p.lexer.diagnostics;
     diagnostics.append(&mut p.diagnostics);
@@ -45,9 +52,18 @@ pub fn parse(text: &str) -> (Module, Vec<Diagnostic>) {
     (Module { items }, diagnostics)
 }
 
+/// Whether `text` is exactly one expression, without syntax errors and with nothing after it.
+pub fn is_expression(text: &str) -> bool {
+    let mut p = Parser::new(text, None);
+    p.parse_expr();
+    p.at(Tok::Eof) && !p.had_error && p.lexer.errors == 0
+}
+
 struct Parser<'a> {
     lexer: Lexer<'a>,
     text: &'a str,
+    /// Asked whether a function body may be skipped; see [`parse`].
+    reuse: Option<Reuse<'a>>,
     tok: Token,
     prev_end: u32,
     diagnostics: Vec<Diagnostic>,
@@ -145,13 +161,14 @@ fn empty_block() -> Block {
 }
 
 impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Parser<'a> {
+    fn new(text: &'a str, reuse: Option<Reuse<'a>>) -> Parser<'a> {
         let mut lexer = Lexer::new(text);
         let tok = lexer.next_token();
         let lex_error_at_tok = lexer.errors > 0;
         Parser {
             lexer,
             text,
+            reuse,
             tok,
             prev_end: 0,
             diagnostics: Vec::new(),
@@ -173,6 +190,18 @@ impl<'a> Parser<'a> {
         self.tok = self.lexer.next_token();
         self.lex_error_at_prev = self.lex_error_at_tok;
         self.lex_error_at_tok = self.lexer.errors > errors;
+    }
+
+    /// Goes on after byte `end`, as if everything up to it had been consumed and its last
+    /// token were a `}` (which a skipped body ends with).
+    fn jump_to(&mut self, end: u32) {
+        self.lexer.seek(end as usize);
+        self.tok = Token {
+            kind: Tok::RBrace,
+            span: Span::new(end - 1, end),
+        };
+        self.lex_error_at_tok = false;
+        self.bump();
     }
 
     fn at(&self, kind: Tok) -> bool {
@@ -360,6 +389,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_fn(&mut self) -> Option<FnItem> {
+        let start = self.tok.span.start;
         self.bump();
         let Some(name) = self.expect_name("a function name") else {
             self.skip_to_item();
@@ -404,7 +434,20 @@ impl<'a> Parser<'a> {
                 self.bump();
             }
         }
-        let header_had_errors = self.had_error;
+        let broken = broken || self.had_error;
+        if !broken && let Some(end) = self.reusable_body_end(start, &name.text) {
+            self.jump_to(end);
+            return Some(FnItem {
+                name,
+                params,
+                ret,
+                body: empty_block(),
+                item: Span::new(start, end),
+                broken: false,
+                body_had_errors: false,
+                reused: true,
+            });
+        }
         self.had_error = false;
         let body = if self.at(Tok::LBrace) {
             self.parse_block()
@@ -416,9 +459,19 @@ impl<'a> Parser<'a> {
             params,
             ret,
             body,
-            broken: broken || header_had_errors,
+            item: Span::new(start, self.prev_end),
+            broken,
             body_had_errors: self.had_error,
+            reused: false,
         })
+    }
+
+    /// The end of the function item starting at `start` whose body opens at the current `{`,
+    /// when the caller wants the body skipped.
+    fn reusable_body_end(&self, start: u32, name: &str) -> Option<u32> {
+        let reuse = self.reuse?;
+        let end = lexer::braced_group_end(self.text, self.tok.span.start as usize)?;
+        reuse(name, &self.text[start as usize..end]).then_some(end as u32)
     }
 
     fn parse_param(&mut self) -> Option<Param> {
@@ -431,6 +484,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_var_item(&mut self) -> Option<Item> {
+        let start = self.tok.span.start;
         let is_const = self.at(Tok::Const);
         self.bump();
         let recover = |p: &mut Parser| {
@@ -464,7 +518,12 @@ impl<'a> Parser<'a> {
         if !self.bail && !self.expect(Tok::Semi) {
             recover(self);
         }
-        let item = VarItem { name, ty, init };
+        let item = VarItem {
+            name,
+            ty,
+            init,
+            item: Span::new(start, self.prev_end),
+        };
         Some(if is_const {
             Item::Const(item)
         } else {
@@ -1090,7 +1149,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<Diagnostic> {
-        parse(text).1
+        parse(text, None).1
     }
 
     fn messages(text: &str) -> Vec<String> {
@@ -1100,7 +1159,7 @@ mod tests {
     /// The expression of `fn f() { return EXPR; }` with explicit parentheses.
     fn shape(expr: &str) -> String {
         let text = format!("fn f() {{ return {expr}; }}");
-        let (module, diags) = parse(&text);
+        let (module, diags) = parse(&text, None);
         assert!(diags.is_empty(), "{expr}: {diags:?}");
         let Item::Fn(f) = &module.items[0] else {
             unreachable!()
@@ -1228,7 +1287,7 @@ mod tests {
                 "expected `;`, found `}`",
             ]
         );
-        let (module, _) = parse(text);
+        let (module, _) = parse(text, None);
         assert_eq!(module.items.len(), 8);
     }
 
@@ -1299,7 +1358,7 @@ mod tests {
 
     fn assert_too_deep(text: String) {
         on_small_stack(move || {
-            let (module, d) = parse(&text);
+            let (module, d) = parse(&text, None);
             assert!(
                 d.iter()
                     .any(|d| d.message == "nesting too deep (limit 256)"),
@@ -1404,7 +1463,7 @@ mod tests {
         }
         text.push_str("    let y: float = x;\n}");
         on_small_stack(move || {
-            let (module, d) = parse(&text);
+            let (module, d) = parse(&text, None);
             assert!(d.is_empty());
             let Item::Fn(f) = &module.items[0] else {
                 unreachable!()

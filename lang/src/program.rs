@@ -128,6 +128,8 @@ pub struct Program {
     pub file: Arc<SourceFile>,
     pub globals: Vec<Global>,
     pub functions: Vec<Function>,
+    /// What the module's function bodies can see of its items; see [`Interface`].
+    pub interface: Interface,
 }
 
 impl Program {
@@ -162,11 +164,65 @@ pub struct Function {
     /// The span of the function's name in its `fn` item; the location of an `interrupted` error
     /// caught at function entry.
     pub span: Span,
+    /// The whole item, from `fn` through the `}` closing its body.
+    pub item: Span,
     pub sig: Signature,
     /// Every variable of the body, parameters first. A `let` that shadows creates a new local.
+    /// Only the parameters when the body was [`reused`](Function::reused).
     pub locals: Vec<Local>,
+    /// Empty when the body was [`reused`](Function::reused).
     pub body: Block,
+    /// The caller of [`crate::parse`] said it already has this function's code, compiled from
+    /// the same item text: the body was neither parsed nor checked, so `body` is empty and
+    /// `locals` holds only the parameters. A back end must take the function's code from where
+    /// it got it before; the reference interpreter cannot run such a function.
+    pub reused: bool,
 }
+
+/// Everything the meaning of a function body depends on besides its own text (and the host
+/// functions the module is checked against): each item's name, and what a body can see of it.
+/// That is a function's signature, a global's type (not its initializer, which only sets the
+/// starting value) and a const's value, which bodies fold in. Items are sorted by name, so
+/// moving an item or editing any function body leaves the interface equal.
+///
+/// Two programs with equal interfaces, checked against the same host functions, give the same
+/// meaning to the same function text: what makes reusing a body compiled for one of them in
+/// the other sound. Item ids ([`FuncId`], [`GlobalId`]) follow the order of the file and are
+/// not part of it: reused code must be linked by name.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Interface {
+    /// Sorted by name; names are unique.
+    pub items: Vec<(String, ItemInterface)>,
+}
+
+/// What a function body can see of one item.
+#[derive(Clone, Debug)]
+pub enum ItemInterface {
+    /// A function: how a body calls it.
+    Function(Signature),
+    /// A global: its type, which a body reads and writes it at; its initializer is left out.
+    Global(VarType),
+    /// A const: the value bodies fold in (its type is the value's).
+    Const(Const),
+}
+
+impl PartialEq for ItemInterface {
+    /// Consts compare exactly: floats by their bits, so `NaN` equals itself and `-0.0` differs
+    /// from `0.0` (each folds into a body differently).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ItemInterface::Function(a), ItemInterface::Function(b)) => a == b,
+            (ItemInterface::Global(a), ItemInterface::Global(b)) => a == b,
+            (ItemInterface::Const(Const::Float(a)), ItemInterface::Const(Const::Float(b))) => {
+                a.to_bits() == b.to_bits()
+            }
+            (ItemInterface::Const(a), ItemInterface::Const(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ItemInterface {}
 
 #[derive(Debug)]
 pub struct Local {

@@ -7,4 +7,7 @@ mod differential;
 mod docs;
 mod hostile;
 mod programs;
+mod reload;
+mod repl;
 mod support;
+mod watch;
