@@ -49,7 +49,7 @@ struct Session {
 impl Session {
     fn new(functions: usize) -> Session {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let store = FileStore::open(&dir.path().join("cache")).expect("file store");
+        let store = FileStore::open(dir.path().join("cache")).expect("file store");
         let engine = Engine::new(Config {
             cache: Some(Arc::new(store)),
             ..Config::default()

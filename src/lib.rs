@@ -25,6 +25,26 @@
 //! # }
 //! ```
 //!
+//! A module reloads from its file ([`Module::reload`]) or from new source
+//! ([`Module::reload_str`]) while the program runs. Functions whose text did not change are
+//! relinked, not recompiled; globals keep their values; typed handles call the new code:
+//!
+//! ```
+//! # fn main() -> Result<(), kiln::Error> {
+//! # let engine = kiln::Engine::new(kiln::Config::default())?;
+//! let module = engine.load_str("ai.kl", "global seen: int = 0;
+//!     fn think() -> int { seen += 1; return seen; }")?;
+//! let think = module.typed::<(), i64>("think")?;
+//! assert_eq!(think.call(())?, 1);
+//!
+//! let report = module.reload_str("global seen: int = 0;
+//!     fn think() -> int { seen += 10; return seen; }")?;
+//! assert_eq!((report.compiled, report.globals.kept.len()), (1, 1));
+//! assert_eq!(think.call(())?, 11); // the new code, the old value
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Runtime errors (division by zero, index out of bounds, stack overflow, interrupts, failing
 //! host functions) come back as [`Error::Runtime`]; the engine stays usable. The `kiln`
 //! command line lives in this package too (`src/main.rs`).

@@ -15,8 +15,7 @@
 //! - An expression (exactly one, no `;`) is run as `print(EXPR);`, which shows an int, float or
 //!   bool the language's way. If that does not compile but `EXPR;` does (a call of a function
 //!   that returns nothing), it runs as that statement. When neither compiles, the reading with
-//!   fewer errors is reported: `f(1.5)` for a `fn f(x: int)` gets one error about its argument,
-//!   not a second one about printing nothing.
+//!   fewer errors is reported.
 //! - Definitions reload with an empty `__repl_eval`, so that statements of an earlier input are
 //!   never run again. Callers of a redefined function call the new one: every function of the
 //!   new generation is linked against the new code.
@@ -49,8 +48,14 @@
 //!   typing `:reload` works. `:reload` reads every remembered file again; an item that came
 //!   from a file and is no longer in it is removed. A file that cannot be read or does not
 //!   compile changes nothing.
-//! - **Statements in a block of their own.** Input like `} fn f() {` would close the body of
-//!   `__repl_eval` and define things behind the session's back; it is refused before compiling.
+//! - **Statements stay in their function.** Input with a `}` that closes nothing it opened
+//!   (`} fn f() {`) would end the body of `__repl_eval` and define things behind the session's
+//!   back; it is refused, with a caret at that `}`, before compiling.
+//! - **The last `;` is optional.** Statements that do not compile as typed are tried once more
+//!   with a `;` after them, because `n += 1` at a prompt means `n += 1;`. As for expressions,
+//!   the reading with fewer errors is reported when neither compiles.
+//! - **Errors past the end of an input** (`x =`, `fn`) are reported at the end of the input,
+//!   "found the end of the input", rather than at text the REPL added after it.
 //! - **Terminal or not.** When standard input is a terminal, rustyline edits lines, keeps a
 //!   history (`$XDG_STATE_HOME/kiln/history`, else `~/.local/state/kiln/history`; a history
 //!   that cannot be read or written costs at most one warning line) and Ctrl-C cancels the
@@ -70,7 +75,7 @@
 //!   whole-module hit), and the cache is trimmed to its size cap when the session ends.
 
 use crate::{CacheArgs, SCRIPT_STACK, engine, open_cache, report};
-use kiln::{CheckOptions, Config, Engine, Error, Module, ReloadReport};
+use kiln::{CheckOptions, Config, Engine, Error, Module, ReloadReport, TrapKind};
 use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
 use kiln_lang::{Diagnostic, ItemKind, ItemOutline, SourceFile, Span};
 use rustyline::DefaultEditor;
@@ -82,6 +87,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// `println!`, except that a standard output nobody reads any more (`kiln repl < FILE | head`)
+/// is not a panic: the session goes on, printing nowhere.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// The function holding the statements of the current input.
 const EVAL: &str = "__repl_eval";
@@ -100,7 +114,8 @@ while a bracket, string or comment is open.
                       redefined fn call the new one; a global typed again is reset to its
                       initializer
   statements          run once: `n += 1;`, `print(x);`, `for i in 0..3 { print(i); }`
-                      (`let` bindings last for one input: keep state in globals)
+                      (the last `;` may be left out; `let` bindings last for one input:
+                      keep state in globals)
   an expression       is evaluated and its value printed: `add(1, 2)`, `n * 2.0`
 
 Commands:
@@ -134,7 +149,7 @@ pub fn run(file: Option<&Path>, cache: &CacheArgs) -> ExitCode {
     let mut reader = LineReader::new();
     if let LineReader::Terminal(_) = reader {
         session.interrupt_on_ctrl_c();
-        println!(
+        say!(
             "kiln {}: type :help for help, :quit or Ctrl-D to leave",
             env!("CARGO_PKG_VERSION")
         );
@@ -233,7 +248,7 @@ impl LineReader {
         if let LineReader::Terminal(t) = self
             && !input.trim().is_empty()
         {
-            // Only fails for file-backed history, which is written at the end of the session.
+            // Adding to the history in memory cannot fail; the file is written at the end.
             let _ = t.editor.add_history_entry(input);
         }
     }
@@ -507,13 +522,18 @@ impl SessionSource {
                     label: self.map_locations(&d.label),
                     note: d.note.as_deref().map(|n| self.map_locations(n)),
                 };
-                match self.written_at(d.span.start) {
-                    Some((piece, start)) => {
-                        let end = d.span.end.clamp(d.span.start, piece.at + piece.len);
-                        d.span = Span::new(start, start + (end - d.span.start));
-                        kiln_lang::render(&piece.written_in, &[d])
+                if let Some((piece, start)) = self.written_at(d.span.start) {
+                    let end = d.span.end.clamp(d.span.start, piece.at + piece.len);
+                    d.span = Span::new(start, start + (end - d.span.start));
+                    return kiln_lang::render(&piece.written_in, &[d]);
+                }
+                match self.pieces.last() {
+                    // The parser ran past the end of the input into the REPL's own text.
+                    Some(last) if d.span.start > last.at + last.len => {
+                        let d = at_end_of_input(d, last.start + last.len);
+                        kiln_lang::render(&last.written_in, &[d])
                     }
-                    None => kiln_lang::render(&self.file, &[d]),
+                    _ => kiln_lang::render(&self.file, &[d]),
                 }
             })
             .collect()
@@ -559,6 +579,74 @@ impl SessionSource {
     }
 }
 
+/// A diagnostic the parser reported past the end of an input, moved to offset `end` of the
+/// input: "expected `;`, found `}`" becomes "expected `;`, found the end of the input".
+fn at_end_of_input(mut d: Diagnostic, end: u32) -> Diagnostic {
+    d.span = Span::new(end, end);
+    if let Some(i) = d.message.rfind(", found ") {
+        d.message.truncate(i);
+        d.message.push_str(", found the end of the input");
+    }
+    d
+}
+
+/// The offset of the first `}` of `text` that closes no `{` of `text`, outside strings and
+/// comments: it would end the body of `__repl_eval`, and what follows would be compiled as
+/// items of the session.
+fn unmatched_close_brace(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if rest.starts_with(b"//") {
+            i += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            continue;
+        }
+        if rest.starts_with(b"/*") {
+            i += block_comment_len(rest);
+            continue;
+        }
+        match bytes[i] {
+            b'"' => {
+                // A string ends at its closing quote, or (as an error) at the end of its line.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The length of the block comment `text` starts with (they nest), up to the end of `text`
+/// if it is never closed.
+fn block_comment_len(text: &[u8]) -> usize {
+    let mut depth = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if text[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    text.len()
+}
+
 /// The length of the `:LINE:COL` that `text` starts with, or 0.
 fn line_col_len(text: &str) -> usize {
     let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
@@ -582,23 +670,8 @@ fn strip_comments(text: &str) -> String {
             rest = after.find('\n').map_or("", |i| &after[i..]);
             out.push(' ');
         } else if rest.starts_with("/*") {
-            let mut depth = 0;
-            let mut chars = rest.char_indices();
-            let mut end = rest.len();
-            while let Some((i, _)) = chars.next() {
-                if rest[i..].starts_with("/*") {
-                    depth += 1;
-                    chars.next();
-                } else if rest[i..].starts_with("*/") {
-                    depth -= 1;
-                    chars.next();
-                    if depth == 0 {
-                        end = i + 2;
-                        break;
-                    }
-                }
-            }
-            rest = &rest[end..];
+            // A comment ends right after an ASCII `*/`, so this is a character boundary.
+            rest = &rest[block_comment_len(rest.as_bytes())..];
             out.push(' ');
         } else {
             let c = rest.chars().next().unwrap_or_default();
@@ -762,7 +835,7 @@ impl Session {
         match name {
             ":quit" | ":q" if argument.is_empty() => return Flow::Quit,
             ":quit" | ":q" => eprintln!("error: `{name}` takes no argument"),
-            ":help" => no_argument(self, |_| print!("{HELP}")),
+            ":help" => no_argument(self, |_| say!("{}", HELP.trim_end())),
             ":defs" => no_argument(self, Session::list_definitions),
             ":stats" => no_argument(self, Session::stats),
             ":reload" => no_argument(self, Session::reload_files),
@@ -833,7 +906,7 @@ impl Session {
         }
         for (def, again) in new.iter().zip(redefined) {
             let verb = if again { "redefined" } else { "defined" };
-            println!("{verb} {}", self.describe(def));
+            say!("{verb} {}", self.describe(def));
         }
     }
 
@@ -854,17 +927,21 @@ impl Session {
         let own_end = written_in.text().len() as u32;
         match checked {
             Err(Error::Compile(e)) => {
-                let own: Vec<Diagnostic> = e
+                let mut own: Vec<Diagnostic> = e
                     .diagnostics()
                     .iter()
                     .filter(|d| d.span.start <= own_end)
                     .cloned()
                     .collect();
                 if own.is_empty() {
-                    eprint!("{}", source.render(e.diagnostics()));
-                } else {
-                    eprint!("{}", source.render(&own));
+                    // The parser only found out at the next item: the text stops short.
+                    own.extend(
+                        e.diagnostics()
+                            .first()
+                            .map(|d| at_end_of_input(d.clone(), own_end)),
+                    );
                 }
+                eprint!("{}", source.render(&own));
             }
             Err(other) => {
                 report(&other);
@@ -876,39 +953,56 @@ impl Session {
         }
     }
 
+    /// Prints the value of an expression, or runs it as a statement when it has none.
     fn evaluate(&mut self, input: &Arc<SourceFile>) {
         let printed = compose(&self.defs, |b| {
             b.text("print(\n");
             b.all_of(input);
             b.text("\n);");
         });
-        let as_value = match self.reload(printed) {
-            Ok(_) => return self.call_eval(),
-            Err(rejected) => rejected,
-        };
         let called = compose(&self.defs, |b| {
             b.all_of(input);
             b.text("\n;");
         });
-        match self.reload(called) {
-            Ok(_) => self.call_eval(),
-            Err(as_statement) if as_statement.errors() < as_value.errors() => {
-                self.show(&as_statement)
-            }
-            Err(_) => self.show(&as_value),
-        }
+        self.run_first_compiling(vec![printed, called]);
     }
 
+    /// Runs statements as typed, or with the `;` a last statement often lacks at a prompt
+    /// (`n += 1`).
     fn run_statements(&mut self, input: &Arc<SourceFile>) {
-        let body = format!("fn {EVAL}() {{\n{}\n}}", input.text());
-        if kiln_lang::items(&body).is_some_and(|items| items.len() != 1) {
-            eprintln!("error: the input closes a `}}` it did not open; nothing was run");
+        if let Some(at) = unmatched_close_brace(input.text()) {
+            let at = at as u32;
+            let unmatched = Diagnostic::new("unmatched `}`", Span::new(at, at + 1))
+                .with_label("this closes a block the input did not open");
+            eprint!("{}", kiln_lang::render(input, &[unmatched]));
             return;
         }
-        let source = compose(&self.defs, |b| b.all_of(input));
-        match self.reload(source) {
-            Ok(_) => self.call_eval(),
-            Err(rejected) => self.show(&rejected),
+        let as_typed = compose(&self.defs, |b| b.all_of(input));
+        let completed = compose(&self.defs, |b| {
+            b.all_of(input);
+            b.text("\n;");
+        });
+        self.run_first_compiling(vec![as_typed, completed]);
+    }
+
+    /// Runs the first of `readings` (sources holding one input, read in different ways) that
+    /// compiles. When none does, reports the reading with the fewest errors, the first of
+    /// those on a tie: `f(1.5)` for a `fn f(x: int)` gets one error about its argument, not a
+    /// second one about printing nothing.
+    fn run_first_compiling(&mut self, readings: Vec<SessionSource>) {
+        let mut best: Option<Rejected> = None;
+        for source in readings {
+            match self.reload(source) {
+                Ok(_) => return self.call_eval(),
+                Err(rejected) => {
+                    if best.as_ref().is_none_or(|b| rejected.errors() < b.errors()) {
+                        best = Some(rejected);
+                    }
+                }
+            }
+        }
+        if let Some(rejected) = best {
+            self.show(&rejected);
         }
     }
 
@@ -924,14 +1018,15 @@ impl Session {
         let defs = merge_file(&self.defs, path, &file, items);
         match self.reload(compose(&defs, |_| {})) {
             Ok(reloaded) => {
-                self.defs = defs;
                 let counts: Vec<String> = counts.into_iter().flatten().collect();
                 let what = if counts.is_empty() {
                     "no definitions".to_string()
                 } else {
                     counts.join(", ")
                 };
-                println!("loaded {}: {what}", path.display());
+                let removed = removed(&self.defs, &defs);
+                say!("loaded {}: {what}{removed}", path.display());
+                self.defs = defs;
                 warn_about_globals(&reloaded);
             }
             Err(rejected) => {
@@ -961,21 +1056,9 @@ impl Session {
         let names: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
         match self.reload(compose(&defs, |_| {})) {
             Ok(reloaded) => {
+                let removed = removed(&self.defs, &defs);
                 self.defs = defs;
-                let mut removed: Vec<&str> = reloaded
-                    .removed
-                    .iter()
-                    .chain(&reloaded.globals.removed)
-                    .map(String::as_str)
-                    .filter(|&name| name != EVAL)
-                    .collect();
-                removed.sort_unstable();
-                let removed = if removed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; removed {}", removed.join(", "))
-                };
-                println!(
+                say!(
                     "reloaded {}: {} compiled, {} reused{removed}",
                     names.join(", "),
                     count(reloaded.compiled, "function"),
@@ -1077,6 +1160,10 @@ impl Session {
         match result {
             Ok(_) => {}
             Err(Error::Runtime(mut e)) => {
+                if e.kind == TrapKind::Interrupted {
+                    // The terminal echoed `^C` without a line break.
+                    eprintln!();
+                }
                 e.location = self.current.map_location(&e.location);
                 report(&Error::Runtime(e));
             }
@@ -1110,12 +1197,12 @@ impl Session {
     /// `:defs`.
     fn list_definitions(&mut self) {
         if self.defs.is_empty() {
-            println!("no definitions yet");
+            say!("no definitions yet");
         }
         for def in &self.defs {
             match &def.file {
-                Some(file) => println!("{}  ({})", self.describe(def), file.display()),
-                None => println!("{}", self.describe(def)),
+                Some(file) => say!("{}  ({})", self.describe(def), file.display()),
+                None => say!("{}", self.describe(def)),
             }
         }
     }
@@ -1123,13 +1210,13 @@ impl Session {
     /// `:stats`.
     fn stats(&mut self) {
         let Some(last) = &self.last else {
-            println!("no reloads yet");
+            say!("no reloads yet");
             return;
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let t = &self.totals;
-        println!("last reload: {last}");
-        println!(
+        say!("last reload: {last}");
+        say!(
             "session: {} ({} from the cache), {} compiled, {} reused; {:.2} ms until active, \
              {:.2} ms in codegen",
             count(t.reloads, "reload"),
@@ -1158,6 +1245,21 @@ impl Session {
             .collect();
         // A cache that cannot be trimmed only stays larger; the next `kiln run` tries again.
         let _ = store.gc(DEFAULT_SIZE_CAP, &in_use);
+    }
+}
+
+/// `; removed fn f, const K` for the definitions `old` has and `new` has not; empty if none.
+fn removed(old: &[Definition], new: &[Definition]) -> String {
+    let kept: HashSet<&str> = new.iter().map(|d| d.name.as_str()).collect();
+    let gone: Vec<String> = old
+        .iter()
+        .filter(|d| !kept.contains(d.name.as_str()))
+        .map(|d| format!("{} {}", keyword(d.kind), d.name))
+        .collect();
+    if gone.is_empty() {
+        String::new()
+    } else {
+        format!("; removed {}", gone.join(", "))
     }
 }
 

@@ -44,6 +44,7 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// and a bounded period keeps every deadline computable.
 const LONGEST_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Runs `kiln watch` until Ctrl-C; the status is 1 only when it cannot start.
 pub fn run(file: &Path, call: &str, hz: f64, cache: &CacheArgs) -> ExitCode {
     let Some(period) = call_period(hz) else {
         eprintln!(
@@ -166,6 +167,7 @@ impl Control {
     }
 }
 
+/// Makes Ctrl-C stop the loops and interrupt the running call, instead of killing the process.
 fn install_ctrl_c(control: &Arc<Control>) -> Result<(), ctrlc::Error> {
     let control = control.clone();
     ctrlc::set_handler(move || {
@@ -256,6 +258,7 @@ impl Session<'_> {
         Ok(script.join().unwrap_or(0))
     }
 
+    /// Reloads the file and says how that went; a successful reload wakes paused calls.
     fn reload(&mut self, module: &Module) {
         match module.reload() {
             Ok(report) => {
@@ -282,6 +285,7 @@ impl Session<'_> {
         }
     }
 
+    /// The last line `kiln watch` prints.
     fn summary(&self, calls: u64) {
         let failed = match self.failed_reloads {
             0 => String::new(),
@@ -361,6 +365,7 @@ impl Caller {
         calls
     }
 
+    /// Waits for a wake-up (Ctrl-C, a reload) or `timeout`, whichever comes first.
     fn wait<'a>(
         &self,
         state: MutexGuard<'a, ControlState>,
@@ -380,6 +385,7 @@ impl Caller {
         }
     }
 
+    /// Prints why a call failed, once per failure.
     fn report_failure(&self, error: &Error) {
         match error {
             // A reload removed the function or gave it parameters: say so in the words of the

@@ -30,10 +30,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How long the events of one save are gathered before they count as a change. This is most of
-/// the delay between saving a file and running its new code, so it is short; the events of one
-/// save arrive within microseconds of each other.
+/// How long the file must have been quiet before a change is reported: about this long after
+/// the last event of a save. It is most of the delay between saving a file and running its new
+/// code, so it is short; the events of one save arrive within microseconds of each other.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
+
+/// notify-debouncer-full hands events over once they are `COLLECT` old, looking every
+/// `COLLECT_TICK`. It times each event on its own, so when a look falls between two events of
+/// one save, they come in two batches up to a tick apart: a change is reported only after
+/// `QUIET` without a new batch, which merges those. `COLLECT + QUIET` is [`DEBOUNCE`].
+const COLLECT: Duration = Duration::from_millis(10);
+const COLLECT_TICK: Duration = Duration::from_millis(5);
+const QUIET: Duration = Duration::from_millis(20);
 
 /// Watches one file and says when it has changed: written in place, replaced by a rename,
 /// deleted, or created again after a delete.
@@ -54,21 +62,23 @@ pub struct FileWatcher {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
-/// Whether a change arrived since the caller last asked, shared with the debouncer's thread.
+/// A change not yet reported, shared with the debouncer's thread.
 #[derive(Default)]
 struct Pending {
-    changed: Mutex<bool>,
+    /// When the latest batch of events about the file arrived, until the change is reported.
+    last_batch: Mutex<Option<Instant>>,
     arrived: Condvar,
 }
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, bool> {
-        // The flag is a plain bool: a panic while it was held cannot leave it inconsistent.
-        self.changed.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Option<Instant>> {
+        // A plain value: a panic while it was held cannot leave it inconsistent.
+        self.last_batch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records that a batch of events about the file arrived just now.
     fn mark(&self) {
-        *self.lock() = true;
+        *self.lock() = Some(Instant::now());
         self.arrived.notify_all();
     }
 }
@@ -103,15 +113,19 @@ impl FileWatcher {
         let pending = Arc::new(Pending::default());
         let sink = pending.clone();
         let event_path = target.clone();
-        let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-            let relevant = match result {
-                Ok(events) => events.iter().any(|e| is_change_of(e, &event_path)),
-                Err(_) => true,
-            };
-            if relevant {
-                sink.mark();
-            }
-        })
+        let mut debouncer = new_debouncer(
+            COLLECT,
+            Some(COLLECT_TICK),
+            move |result: DebounceEventResult| {
+                let relevant = match result {
+                    Ok(events) => events.iter().any(|e| is_change_of(e, &event_path)),
+                    Err(_) => true,
+                };
+                if relevant {
+                    sink.mark();
+                }
+            },
+        )
         .map_err(|e| error(describe(&e)))?;
         debouncer
             .watch(&dir, RecursiveMode::NonRecursive)
@@ -128,33 +142,52 @@ impl FileWatcher {
         &self.path
     }
 
-    /// Whether the file changed since the last call of `changed` or `wait` that returned true.
-    /// Never blocks; any number of events since then count as one change.
+    /// Whether the file changed since the last call of `changed` or `wait` that returned true,
+    /// and has been quiet for [`DEBOUNCE`] since; any number of events until then count as one
+    /// change. Never blocks.
     pub fn changed(&self) -> bool {
-        std::mem::take(&mut *self.pending.lock())
+        let mut last_batch = self.pending.lock();
+        let settled = last_batch.is_some_and(|at| at.elapsed() >= QUIET);
+        if settled {
+            *last_batch = None;
+        }
+        settled
     }
 
-    /// Blocks until the file changes or `timeout` passes; returns whether it changed (and, like
-    /// [`changed`](FileWatcher::changed), takes that change).
+    /// Blocks until the file has changed and been quiet for [`DEBOUNCE`] (true), or `timeout`
+    /// passes first (false). Like [`changed`](FileWatcher::changed), it takes the change.
     pub fn wait(&self, timeout: Duration) -> bool {
+        // A timeout too large to add to the clock is a wait without end.
         let deadline = Instant::now().checked_add(timeout);
-        let mut changed = self.pending.lock();
-        while !*changed {
-            // A timeout too large to add to the clock is a wait without end.
-            let left = match deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => Duration::MAX,
-            };
-            if left.is_zero() {
+        let mut last_batch = self.pending.lock();
+        loop {
+            let now = Instant::now();
+            let settles = last_batch.map(|at| at + QUIET);
+            if settles.is_some_and(|settles| settles <= now) {
+                *last_batch = None;
+                return true;
+            }
+            if deadline.is_some_and(|deadline| deadline <= now) {
                 return false;
             }
-            changed = match self.pending.arrived.wait_timeout(changed, left) {
+            let wake = match (settles, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let left = wake.map_or(Duration::MAX, |wake| wake - now);
+            last_batch = match self.pending.arrived.wait_timeout(last_batch, left) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
-        *changed = false;
-        true
+    }
+}
+
+impl std::fmt::Debug for FileWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWatcher")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,8 +278,11 @@ mod tests {
         let (_dir, file, watcher) = watched();
         fs::write(&file, "fn tick() { print(1); }\n").unwrap();
         assert!(watcher.wait(SEEN), "the write was not seen");
-        settle(&watcher);
-        assert!(!watcher.changed(), "a change was reported twice");
+        // Truncating, writing and closing are three events: they must make one change.
+        assert!(
+            !watcher.wait(QUIET),
+            "one write was reported as two changes"
+        );
         fs::write(&file, "fn tick() { print(2); }\n").unwrap();
         assert!(watcher.wait(SEEN), "the second write was not seen");
     }
@@ -324,7 +360,7 @@ mod tests {
     fn unwatchable_paths_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.kl");
-        let e = FileWatcher::new(&missing).err().expect("a missing file");
+        let e = FileWatcher::new(&missing).expect_err("a missing file");
         assert_eq!(e.path, missing);
         let text = e.to_string();
         assert!(
@@ -333,12 +369,10 @@ mod tests {
         );
 
         let in_missing_dir = dir.path().join("nowhere").join("game.kl");
-        let e = FileWatcher::new(&in_missing_dir)
-            .err()
-            .expect("a missing directory");
+        let e = FileWatcher::new(&in_missing_dir).expect_err("a missing directory");
         assert_eq!(e.path, in_missing_dir);
 
-        let e = FileWatcher::new(dir.path()).err().expect("a directory");
+        let e = FileWatcher::new(dir.path()).expect_err("a directory");
         assert!(e.message.contains("directory"), "said {e}");
     }
 }

@@ -178,6 +178,29 @@ fn globals_keep_their_values_across_inputs() {
 }
 
 #[test]
+fn a_last_statement_may_leave_out_its_semicolon() {
+    let ended = session(
+        "global n: int = 1;\n\
+         n += 1\n\
+         if n > 1 { n *= 10; }\n\
+         n\n\
+         n =\n",
+    );
+    assert_eq!(ended.stdout, "defined global n: int\n20\n");
+    // An error past the end of the input is reported at its end.
+    assert_eq!(
+        ended.stderr,
+        "error: expected an expression, found the end of the input\n  \
+         --> repl[5]:1:4\n  \
+         |\n\
+         1 | n =\n  \
+         |    ^ expected an expression\n\
+         \n"
+    );
+    assert_eq!(ended.status, Some(0));
+}
+
+#[test]
 fn a_definition_may_span_several_lines() {
     let ended = session(
         "fn clamp(x: int, lo: int, hi: int) -> int {\n\
@@ -350,7 +373,7 @@ fn load_then_reload_picks_up_an_edited_file() {
     // `total` kept its value, 11, across the reload; `helper` left with the file's text.
     assert_clean(
         &ended,
-        "reloaded lib.kl: 1 function compiled, 1 reused; removed helper\n\
+        "reloaded lib.kl: 1 function compiled, 1 reused; removed fn helper\n\
          3600\n\
          const K: int  (lib.kl)\n\
          global total: int  (lib.kl)\n\
@@ -455,7 +478,12 @@ fn statements_cannot_reach_outside_their_input() {
     assert_eq!(ended.stdout, "no definitions yet\n");
     assert_eq!(
         ended.stderr,
-        "error: the input closes a `}` it did not open; nothing was run\n\
+        "error: unmatched `}`\n  \
+         --> repl[1]:1:1\n  \
+         |\n\
+         1 | } fn sneaky() { print(1);\n  \
+         | ^ this closes a block the input did not open\n\
+         \n\
          error: `__repl_eval` is the function the REPL runs your statements in; choose another name\n"
     );
 }

@@ -1,7 +1,7 @@
 //! `kiln watch` and the hot-reload example, driven end to end.
 //!
 //! Each test runs a real process on a script in a temporary directory, edits the script the way
-//! editors do, and waits for what the process prints in answer, never for a fixed time (the
+//! editors do, and waits for what the process prints in answer rather than for a fixed time (the
 //! machine may be slow; a debug build more so). A process still running when a test ends, or
 //! fails, is killed by [`Watched`]'s `Drop`.
 
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 /// How long anything the tests wait for may take: far above what it needs on a quiet machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A counter kept in a global, printed at every call: the numbers show whether state survived
-/// a reload, and `VERSION` (added to them) shows which code printed them.
+/// A counter kept in a global, printed at every call: the count shows whether state survived a
+/// reload, and `version` (the millions) shows which code printed it.
 fn counter(version: i64) -> String {
     format!(
         "global n: int = 0;\n\
@@ -44,7 +44,7 @@ struct Watched {
 }
 
 impl Watched {
-    /// Starts `kiln watch NAME ARGS...` in `dir` with the test cache.
+    /// Starts `kiln watch SCRIPT ARGS...` in `dir` with the tests' cache.
     fn kiln(dir: &Path, script: &str, args: &[&str]) -> Watched {
         let mut command = Command::new(KILN);
         command
@@ -57,6 +57,7 @@ impl Watched {
         Watched::start(command)
     }
 
+    /// Starts `command` with no standard input, collecting both output streams.
     fn start(mut command: Command) -> Watched {
         let mut child = command
             .stdin(Stdio::null())
@@ -93,10 +94,7 @@ impl Watched {
             }
             let ended = self.child.try_wait().expect("waiting on the process");
             if ended.is_some() && !self.readers.is_empty() {
-                // The process has ended, but its last output may still be in the pipes.
-                self.readers
-                    .drain(..)
-                    .for_each(|r| r.join().expect("a reader"));
+                self.finish_reading();
                 continue;
             }
             if ended.is_some() || Instant::now() > deadline {
@@ -109,10 +107,17 @@ impl Watched {
         }
     }
 
+    /// Waits for the readers to take the last output from the pipes of the ended process.
+    fn finish_reading(&mut self) {
+        for reader in self.readers.drain(..) {
+            reader.join().expect("the reader does not panic");
+        }
+    }
+
     /// Waits for stdout to have more than `lines` lines; returns all of its lines.
     fn wait_for_lines(&mut self, what: &str, lines: usize) -> Vec<String> {
-        let (stdout, _) = self.wait_for(what, |out, _| out.lines().count() > lines);
-        stdout.lines().map(str::to_string).collect()
+        let (stdout, _) = self.wait_for(what, |out, _| complete_lines(out).len() > lines);
+        complete_lines(&stdout)
     }
 
     /// Sends SIGINT, as Ctrl-C in a terminal does.
@@ -129,6 +134,7 @@ impl Watched {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting on the process") {
+                self.finish_reading();
                 return status;
             }
             assert!(
@@ -164,6 +170,12 @@ fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, thread:
         }
     });
     (text, reader)
+}
+
+/// The lines of `text` that are complete: the pipe may have delivered only part of the last.
+fn complete_lines(text: &str) -> Vec<String> {
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(str::to_string).collect()
 }
 
 /// Replaces `path`'s contents the way editors that save atomically do: write a temporary file
@@ -209,9 +221,10 @@ fn an_edit_reloads_and_the_counter_carries_on() {
     watch.wait_for_lines("the first calls", 3);
     std::fs::write(&path, counter(2)).unwrap();
     let (stdout, stderr) = watch.wait_for("the new code's output and the report", |out, err| {
-        out.lines().any(|l| l.starts_with('2')) && err.contains("watch: generation 1 active")
+        complete_lines(out).iter().any(|l| l.starts_with('2'))
+            && err.contains("watch: generation 1 active")
     });
-    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let lines = complete_lines(&stdout);
     let first_new = assert_counts_to(&lines, 2);
     assert!(first_new > 3, "the counter restarted: {lines:?}");
     assert!(stderr.contains("globals: 1 kept"), "stderr:\n{stderr}");
@@ -232,9 +245,9 @@ fn a_save_by_rename_reloads() {
         let marker = format!("watch: generation {} active", version - 1);
         let (stdout, _) = watch.wait_for(&format!("version {version}"), |out, err| {
             let digit = char::from(b'0' + version as u8);
-            out.lines().any(|l| l.starts_with(digit)) && err.contains(&marker)
+            complete_lines(out).iter().any(|l| l.starts_with(digit)) && err.contains(&marker)
         });
-        let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+        let lines = complete_lines(&stdout);
         assert_counts_to(&lines, version);
     }
 }
@@ -261,15 +274,16 @@ fn a_bad_edit_keeps_the_last_good_code_running_until_a_good_one() {
         "stderr:\n{stderr}"
     );
     // The old code is still being called.
-    let seen = stdout.lines().count();
+    let seen = complete_lines(&stdout).len();
     let lines = watch.wait_for_lines("more calls of the old code", seen + 5);
     assert!(lines.iter().all(|l| l.starts_with('1')), "{lines:?}");
 
     std::fs::write(&path, counter(2)).unwrap();
     let (stdout, stderr) = watch.wait_for("the fixed code", |out, err| {
-        out.lines().any(|l| l.starts_with('2')) && err.contains("generation 1 active")
+        complete_lines(out).iter().any(|l| l.starts_with('2'))
+            && err.contains("generation 1 active")
     });
-    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let lines = complete_lines(&stdout);
     assert_counts_to(&lines, 2);
     assert_eq!(stderr.matches("could not compile").count(), 1, "{stderr}");
 }
@@ -339,15 +353,17 @@ fn a_runtime_error_pauses_calls_until_a_fix() {
     assert_eq!(stdout, "1000001\n1000002\n1000003\n", "calls went on");
 
     std::fs::write(&path, counter(2)).unwrap();
-    let (stdout, stderr) = watch.wait_for("the calls to resume", |out, _| {
-        out.lines().filter(|l| l.starts_with('2')).count() >= 3
+    // Stdout and stderr are separate pipes: either may be read first.
+    let (stdout, stderr) = watch.wait_for("the calls to resume", |out, err| {
+        complete_lines(out)
+            .iter()
+            .filter(|l| l.starts_with('2'))
+            .count()
+            >= 3
+            && err.contains("watch: calls to `tick` resume in generation 1")
     });
-    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let lines = complete_lines(&stdout);
     assert_eq!(assert_counts_to(&lines, 2), 4, "{lines:?}");
-    assert!(
-        stderr.contains("watch: calls to `tick` resume in generation 1"),
-        "stderr:\n{stderr}"
-    );
     assert_eq!(stderr.matches("division by zero").count(), 1, "{stderr}");
 }
 
@@ -363,15 +379,12 @@ fn removing_the_called_function_pauses_calls_until_it_is_back() {
         "stderr:\n{stderr}"
     );
     std::fs::write(&path, counter(2)).unwrap();
-    let (stdout, stderr) = watch.wait_for("the function back", |out, _| {
-        out.lines().any(|l| l.starts_with('2'))
+    let (stdout, _) = watch.wait_for("the function back", |out, err| {
+        complete_lines(out).iter().any(|l| l.starts_with('2'))
+            && err.contains("watch: calls to `tick` resume in generation 2")
     });
-    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let lines = complete_lines(&stdout);
     assert_counts_to(&lines, 2);
-    assert!(
-        stderr.contains("watch: calls to `tick` resume in generation 2"),
-        "stderr:\n{stderr}"
-    );
 }
 
 #[test]
