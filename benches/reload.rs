@@ -79,7 +79,7 @@ impl Session {
         self.edits += 1;
         std::fs::write(&self.path, edited(&self.text, self.edits)).expect("write the edit");
         let report = self.module.reload().expect("the edit reloads");
-        assert_eq!(report.compiled, 1, "exactly the edited function compiles");
+        assert_eq!(report.compiled(), 1, "exactly the edited function compiles");
         report
     }
 }
@@ -96,15 +96,15 @@ fn breakdown(functions: usize, reports: &[ReloadReport]) {
          lower {:.2}, codegen {:.2}, link {:.2}, swap {:.3}, other {:.2}; then cache write {:.2}",
         reports.len(),
         phase(|r| r.active),
-        phase(|r| r.parse),
-        phase(|r| r.check),
-        phase(|r| r.lower),
-        phase(|r| r.codegen),
-        phase(|r| r.link),
+        phase(|r| r.stats.parse),
+        phase(|r| r.stats.check),
+        phase(|r| r.stats.lower),
+        phase(|r| r.stats.codegen),
+        phase(|r| r.stats.link),
         phase(|r| r.swap),
-        phase(|r| r
-            .active
-            .saturating_sub(r.parse + r.check + r.compile_wall + r.link + r.swap)),
+        phase(|r| r.active.saturating_sub(
+            r.stats.parse + r.stats.check + r.stats.compile_wall + r.stats.link + r.swap
+        )),
         phase(|r| r.cache_write),
     );
 }

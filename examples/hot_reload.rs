@@ -247,8 +247,8 @@ fn summarize(report: &ReloadReport) -> String {
     let mut summary = format!(
         "reloaded in {:.2} ms: {} compiled, {} reused",
         report.active.as_secs_f64() * 1e3,
-        report.compiled,
-        report.reused
+        report.compiled(),
+        report.reused()
     );
     for warning in &report.globals.warnings {
         summary.push_str(&format!("\nwarning: {warning}"));

@@ -39,7 +39,7 @@
 //!
 //! let report = module.reload_str("global seen: int = 0;
 //!     fn think() -> int { seen += 10; return seen; }")?;
-//! assert_eq!((report.compiled, report.globals.kept.len()), (1, 1));
+//! assert_eq!((report.compiled(), report.globals.kept.len()), (1, 1));
 //! assert_eq!(think.call(())?, 11); // the new code, the old value
 //! # Ok(())
 //! # }

@@ -205,14 +205,42 @@ fn load(engine: &Engine, file: &Path, require_main: bool) -> Result<kiln::Module
     engine.load_file_with(file, &CheckOptions { require_main })
 }
 
-fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitCode {
-    let (store, open_warning) = open_cache(cache);
+/// An engine over the cache the command line chose.
+struct CachedEngine {
+    engine: Engine,
+    /// The store, to trim after a session that wrote to it.
+    store: Option<Arc<FileStore>>,
+    /// Why the cache could not be opened, to print where the command prints warnings.
+    open_warning: Option<String>,
+}
+
+fn cached_engine(args: &CacheArgs) -> Result<CachedEngine, ExitCode> {
+    let (store, open_warning) = open_cache(args);
     let config = Config {
         cache: store.clone().map(|s| s as Arc<dyn CacheStore>),
         ..Config::default()
     };
-    let engine = match engine(config) {
-        Ok(e) => e,
+    Ok(CachedEngine {
+        engine: engine(config)?,
+        store,
+        open_warning,
+    })
+}
+
+/// Trims the cache to its cap after a session that wrote to it, never evicting the entries in
+/// `keys_used` (what the session's modules were loaded from).
+fn trim_cache(store: &FileStore, keys_used: &[[u8; 32]]) -> Result<(), kiln_cache::StoreError> {
+    let in_use: HashSet<Key> = keys_used.iter().map(|k| Key(*k)).collect();
+    store.gc(DEFAULT_SIZE_CAP, &in_use).map(|_| ())
+}
+
+fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitCode {
+    let CachedEngine {
+        engine,
+        store,
+        open_warning,
+    } = match cached_engine(cache) {
+        Ok(parts) => parts,
         Err(code) => return code,
     };
     let module = load(&engine, file, true);
@@ -239,10 +267,8 @@ fn run(file: &Path, cache: &CacheArgs, show_stats: bool, verbose: bool) -> ExitC
     if let Some(store) = &store
         && !stats.cache.module_hit
     {
-        // Only a run that wrote can have grown the cache past its cap. What this run used is
-        // never evicted.
-        let in_use: HashSet<Key> = stats.cache.keys_used.iter().map(|k| Key(*k)).collect();
-        if let Err(e) = store.gc(DEFAULT_SIZE_CAP, &in_use)
+        // Only a run that wrote can have grown the cache past its cap.
+        if let Err(e) = trim_cache(store, &stats.cache.keys_used)
             && verbose
         {
             eprintln!("cache: garbage collection failed: {e}");

@@ -74,9 +74,9 @@
 //! - **Cache.** Reloads go through the compile cache like `kiln run` (a repeated input can be a
 //!   whole-module hit), and the cache is trimmed to its size cap when the session ends.
 
-use crate::{CacheArgs, SCRIPT_STACK, engine, open_cache, report};
-use kiln::{CheckOptions, Config, Engine, Error, Module, ReloadReport, TrapKind};
-use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
+use crate::{CacheArgs, SCRIPT_STACK, report};
+use kiln::{CheckOptions, Engine, Error, Module, ReloadReport, TrapKind};
+use kiln_cache::FileStore;
 use kiln_lang::{Diagnostic, ItemKind, ItemOutline, SourceFile, Span};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -130,18 +130,17 @@ Ctrl-C cancels the input being typed, or interrupts the script that is running.
 ";
 
 pub fn run(file: Option<&Path>, cache: &CacheArgs) -> ExitCode {
-    let (store, open_warning) = open_cache(cache);
+    let crate::CachedEngine {
+        engine,
+        store,
+        open_warning,
+    } = match crate::cached_engine(cache) {
+        Ok(parts) => parts,
+        Err(code) => return code,
+    };
     if let Some(w) = &open_warning {
         eprintln!("warning: {w}");
     }
-    let config = Config {
-        cache: store.clone().map(|s| s as Arc<dyn CacheStore>),
-        ..Config::default()
-    };
-    let engine = match engine(config) {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
     let mut session = match Session::new(engine) {
         Ok(s) => s,
         Err(e) => return report(&e),
@@ -1061,8 +1060,8 @@ impl Session {
                 say!(
                     "reloaded {}: {} compiled, {} reused{removed}",
                     names.join(", "),
-                    count(reloaded.compiled, "function"),
-                    reloaded.reused
+                    count(reloaded.compiled(), "function"),
+                    reloaded.reused()
                 );
                 warn_about_globals(&reloaded);
             }
@@ -1117,13 +1116,13 @@ impl Session {
     fn count_reload(&mut self, report: &ReloadReport) {
         let t = &mut self.totals;
         t.reloads += 1;
-        t.module_hits += usize::from(report.cache.module_hit);
-        t.compiled += report.compiled;
-        t.reused += report.reused;
+        t.module_hits += usize::from(report.stats.cache.module_hit);
+        t.compiled += report.compiled();
+        t.reused += report.reused();
         t.active += report.active;
-        t.codegen += report.codegen;
-        self.cache_written |= !report.cache.module_hit;
-        if let Some(w) = &report.cache.warning
+        t.codegen += report.stats.codegen;
+        self.cache_written |= !report.stats.cache.module_hit;
+        if let Some(w) = &report.stats.cache.warning
             && !self.cache_warned
         {
             eprintln!("warning: {w}");
@@ -1235,16 +1234,8 @@ impl Session {
         if !self.cache_written {
             return;
         }
-        let in_use: HashSet<Key> = self
-            .module
-            .stats()
-            .cache
-            .keys_used
-            .iter()
-            .map(|k| Key(*k))
-            .collect();
         // A cache that cannot be trimmed only stays larger; the next `kiln run` tries again.
-        let _ = store.gc(DEFAULT_SIZE_CAP, &in_use);
+        let _ = crate::trim_cache(store, &self.module.stats().cache.keys_used);
     }
 }
 

@@ -26,11 +26,10 @@
 //!   with status 0. A second Ctrl-C, should the first be stuck behind a long compile, exits at
 //!   once with status 130.
 
-use crate::{CacheArgs, SCRIPT_STACK, open_cache, report};
+use crate::{CacheArgs, SCRIPT_STACK, report};
 use kiln::watcher::FileWatcher;
-use kiln::{CheckOptions, Config, Engine, Error, InterruptHandle, Module};
-use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
-use std::collections::HashSet;
+use kiln::{CheckOptions, Engine, Error, InterruptHandle, Module};
+use kiln_cache::FileStore;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -54,18 +53,17 @@ pub fn run(file: &Path, call: &str, hz: f64, cache: &CacheArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let (store, open_warning) = open_cache(cache);
+    let crate::CachedEngine {
+        engine,
+        store,
+        open_warning,
+    } = match crate::cached_engine(cache) {
+        Ok(parts) => parts,
+        Err(code) => return code,
+    };
     if let Some(w) = &open_warning {
         eprintln!("warning: {w}");
     }
-    let config = Config {
-        cache: store.clone().map(|s| s as Arc<dyn CacheStore>),
-        ..Config::default()
-    };
-    let engine = match crate::engine(config) {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
     let watcher = match FileWatcher::new(file) {
         Ok(w) => w,
         Err(e) => {
@@ -267,10 +265,10 @@ impl Session<'_> {
                 for w in &report.globals.warnings {
                     eprintln!("warning: {w}");
                 }
-                if let Some(w) = &report.cache.warning {
+                if let Some(w) = &report.stats.cache.warning {
                     eprintln!("warning: {w}");
                 }
-                self.keys_in_use = report.cache.keys_used.clone();
+                self.keys_in_use = report.stats.cache.keys_used.clone();
                 self.wrote_cache = true;
                 self.control.notify();
             }
@@ -300,9 +298,8 @@ impl Session<'_> {
     /// Keeps the cache under its size cap, as `kiln run` does after a run that wrote to it.
     fn collect_garbage(&self, store: &FileStore) {
         if self.wrote_cache {
-            let in_use: HashSet<Key> = self.keys_in_use.iter().map(|k| Key(*k)).collect();
             // A failed collection costs nothing now; the next run that writes tries again.
-            let _ = store.gc(DEFAULT_SIZE_CAP, &in_use);
+            let _ = crate::trim_cache(store, &self.keys_in_use);
         }
     }
 }

@@ -752,30 +752,20 @@ impl Module {
         drop(previous);
 
         let write_start = Instant::now();
-        let mut cache = generation.stats.cache.clone();
+        let mut stats = generation.stats.clone();
         if let Some(write) = &built.write {
-            loader.write_artifact(&generation, write, &mut cache);
+            loader.write_artifact(&generation, write, &mut stats.cache);
         }
-        let stats = &generation.stats;
         Ok(ReloadReport {
             generation: generation.id,
-            functions: stats.functions,
-            compiled: cache.compiled,
-            reused: stats.functions - cache.compiled,
+            stats,
             incremental: built.incremental,
             added,
             removed,
             globals: built.globals,
-            parse: stats.parse,
-            check: stats.check,
-            lower: stats.lower,
-            codegen: stats.codegen,
-            compile_wall: stats.compile_wall,
-            link: stats.link,
             swap,
             active,
             cache_write: write_start.elapsed(),
-            cache,
         })
     }
 }
@@ -800,37 +790,34 @@ pub struct GlobalChanges {
 pub struct ReloadReport {
     /// The number of the generation now current.
     pub generation: u64,
-    pub functions: usize,
-    /// Functions Cranelift compiled.
-    pub compiled: usize,
-    /// Functions whose machine code was relinked from before (the previous generation or the
-    /// cache).
-    pub reused: usize,
+    /// How the new generation was built: functions, time per step (parsing covers only the
+    /// changed bodies when `incremental`), and what the cache did.
+    pub stats: LoadStats,
     /// Only the changed function bodies were parsed and checked.
     pub incremental: bool,
     /// Functions new in this generation, and functions it no longer has.
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub globals: GlobalChanges,
-    /// Parsing (of the changed bodies only, when `incremental`).
-    pub parse: Duration,
-    /// Name resolution and type checking.
-    pub check: Duration,
-    /// Building Cranelift IR, summed over threads.
-    pub lower: Duration,
-    /// Cranelift compiling, summed over threads.
-    pub codegen: Duration,
-    /// Wall-clock time of lowering and compiling together.
-    pub compile_wall: Duration,
-    /// Linking the new generation into executable memory.
-    pub link: Duration,
     /// Making the new generation current.
     pub swap: Duration,
     /// From the start of the reload until the new code was active.
     pub active: Duration,
     /// Writing the new artifact to the cache, after the new code was active.
     pub cache_write: Duration,
-    pub cache: crate::engine::CacheStats,
+}
+
+impl ReloadReport {
+    /// Functions Cranelift compiled.
+    pub fn compiled(&self) -> usize {
+        self.stats.cache.compiled
+    }
+
+    /// Functions whose machine code was relinked from before (the previous generation or the
+    /// cache).
+    pub fn reused(&self) -> usize {
+        self.stats.functions - self.stats.cache.compiled
+    }
 }
 
 impl std::fmt::Display for ReloadReport {
@@ -841,8 +828,8 @@ impl std::fmt::Display for ReloadReport {
             "generation {} active in {:.2} ms: {} compiled, {} reused",
             self.generation,
             ms(self.active),
-            self.compiled,
-            self.reused,
+            self.compiled(),
+            self.reused(),
         )?;
         let names = |v: &[String]| v.join(", ");
         if !self.added.is_empty() {
@@ -859,14 +846,15 @@ impl std::fmt::Display for ReloadReport {
         if !g.reinitialized.is_empty() {
             write!(f, ", re-initialized: {}", names(&g.reinitialized))?;
         }
+        let s = &self.stats;
         write!(
             f,
             " (parse {:.2}, check {:.2}, lower {:.2}, codegen {:.2}, link {:.2}, swap {:.3} ms)",
-            ms(self.parse),
-            ms(self.check),
-            ms(self.lower),
-            ms(self.codegen),
-            ms(self.link),
+            ms(s.parse),
+            ms(s.check),
+            ms(s.lower),
+            ms(s.codegen),
+            ms(s.link),
             ms(self.swap),
         )
     }

@@ -62,7 +62,7 @@ fn a_reload_replaces_code_and_keeps_globals() {
             .unwrap();
         assert_eq!(report.generation, 1);
         assert_eq!(module.generation(), 1);
-        assert_eq!((report.compiled, report.reused), (1, 2), "{report}");
+        assert_eq!((report.compiled(), report.reused()), (1, 2), "{report}");
         assert!(report.incremental, "only `bonus` was parsed again");
         assert_eq!(report.globals.kept, ["score", "speed", "trail"]);
         assert!(report.globals.added.is_empty() && report.globals.reinitialized.is_empty());
@@ -129,7 +129,7 @@ fn a_failed_reload_keeps_the_running_generation() {
     let report = module
         .reload_str(&GAME.replace("return 1;", "return 5;"))
         .unwrap();
-    assert_eq!((report.generation, report.compiled), (1, 1));
+    assert_eq!((report.generation, report.compiled()), (1, 1));
     assert_eq!(tick.call(()).unwrap(), 7);
 }
 
@@ -176,7 +176,7 @@ fn reload_reads_the_file_again() {
     let module = engine.load_file(&path).unwrap();
     std::fs::write(&path, GAME.replace("return 1;", "return 3;")).unwrap();
     let report = module.reload().unwrap();
-    assert_eq!(report.compiled, 1);
+    assert_eq!(report.compiled(), 1);
     assert_eq!(module.call("tick", &[]).unwrap(), Some(kiln::Value::Int(3)));
 
     let from_string = load(&engine, GAME);
@@ -194,7 +194,7 @@ fn a_module_hit_reloads_incrementally() {
         .reload_str(&GAME.replace("return 1;", "return 2;"))
         .unwrap();
     assert!(report.incremental, "{report}");
-    assert_eq!((report.compiled, report.reused), (1, 2));
+    assert_eq!((report.compiled(), report.reused()), (1, 2));
     assert_eq!(module.call("tick", &[]).unwrap(), Some(kiln::Value::Int(2)));
 }
 
