@@ -52,7 +52,7 @@
 pub use kiln_jit::{
     CacheStats, CompileError, Config, Engine, Error, GlobalChanges, HostResult, InterruptHandle,
     IntoHostFunc, LoadStats, Module, ReloadReport, RuntimeError, ScriptParams, ScriptResult,
-    ScriptType, TrapKind, TypedFunc, Value,
+    ScriptType, Target, TrapKind, TypedFunc, Value, host_target,
 };
 pub use kiln_lang::{CheckOptions, Diagnostic};
 

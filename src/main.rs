@@ -5,7 +5,7 @@ mod repl;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
-use kiln::{CheckOptions, Config, Engine, Error, LoadStats, Value};
+use kiln::{CheckOptions, Config, Engine, Error, LoadStats, Target, Value};
 use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,28 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Compile FILE for a target (this machine, or another with --target) and store its
+    /// artifact in the cache without running it, so that `kiln run FILE` on a machine of that
+    /// target starts without compiling.
+    Build {
+        file: PathBuf,
+        /// The target triple, e.g. aarch64-unknown-linux-gnu [default: this machine].
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+        /// The target machines' CPU features, comma-separated, as `kiln target` prints them
+        /// there [default: none beyond the triple's baseline].
+        #[arg(long, value_name = "LIST", requires = "target")]
+        features: Option<String>,
+        /// Build a module meant for embedding: do not require `fn main()`.
+        #[arg(long)]
+        lib: bool,
+        /// The cache directory [default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
+        /// ~/.cache/kiln].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Print this machine's target as `kiln build` takes it (`--target T --features F`).
+    Target,
     /// Inspect or clean the cache of compiled code.
     Cache {
         #[command(subcommand)]
@@ -156,6 +178,20 @@ fn main() -> ExitCode {
             cache,
         } => watch::run(&file, &call, hz, &cache),
         Command::Repl { file, cache } => repl::run(file.as_deref(), &cache),
+        Command::Build {
+            file,
+            target,
+            features,
+            lib,
+            cache_dir,
+        } => build(
+            &file,
+            target,
+            features.as_deref(),
+            !lib,
+            cache_dir.as_deref(),
+        ),
+        Command::Target => print_target(),
         Command::Cache { action, cache_dir } => cache_command(&action, cache_dir.as_deref()),
     }
 }
@@ -333,6 +369,88 @@ fn check(file: &Path, require_main: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    }
+}
+
+fn build(
+    file: &Path,
+    triple: Option<String>,
+    features: Option<&str>,
+    require_main: bool,
+    cache_flag: Option<&Path>,
+) -> ExitCode {
+    let Some(dir) = cache_dir(cache_flag) else {
+        eprintln!("error: no cache directory (set KILN_CACHE_DIR or pass --cache-dir)");
+        return ExitCode::FAILURE;
+    };
+    let store = match FileStore::open(&dir) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: cannot use the cache {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = match triple {
+        None => Target::Host,
+        Some(triple) => Target::Cross {
+            triple,
+            features: features
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+        },
+    };
+    let config = Config {
+        cache: Some(Arc::new(store)),
+        target: target.clone(),
+        ..Config::default()
+    };
+    let engine = match engine(config) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    match engine.build_file(file, &CheckOptions { require_main }) {
+        Ok(stats) if stats.cache.module_hit => {
+            eprintln!(
+                "{} for {target}: already in {}",
+                file.display(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(stats) => {
+            eprintln!(
+                "{} for {target}: {} functions ({} compiled) stored in {} in {:.1} ms",
+                file.display(),
+                stats.functions,
+                stats.cache.compiled,
+                dir.display(),
+                stats.total.as_secs_f64() * 1e3
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+fn print_target() -> ExitCode {
+    match kiln::host_target() {
+        Ok(Target::Cross { triple, features }) if features.is_empty() => {
+            println!("--target {triple}");
+            ExitCode::SUCCESS
+        }
+        Ok(Target::Cross { triple, features }) => {
+            println!("--target {triple} --features {}", features.join(","));
+            ExitCode::SUCCESS
+        }
+        Ok(Target::Host) => unreachable!("host_target names the host"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

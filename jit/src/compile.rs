@@ -81,8 +81,35 @@ impl Default for CodegenOptions {
     }
 }
 
-/// The instruction set of this machine, with the CPU features it has, at opt level `speed`.
-pub fn host_isa(options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
+/// The machine code an engine produces is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// This machine, with the CPU features it has: code the engine can run.
+    #[default]
+    Host,
+    /// Another target, for building cache artifacts that a machine of that kind will load.
+    Cross {
+        /// A target triple, e.g. `aarch64-unknown-linux-gnu`.
+        triple: String,
+        /// Cranelift ISA settings to change from the target's defaults, `name` (set to true) or
+        /// `name=value`: the CPU features of the machines that will load the code, as
+        /// [`host_target`] prints them there.
+        features: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Host => f.write_str("this machine"),
+            Target::Cross { triple, features } if features.is_empty() => f.write_str(triple),
+            Target::Cross { triple, features } => write!(f, "{triple} ({})", features.join(",")),
+        }
+    }
+}
+
+/// The shared settings every Kiln ISA has, whatever its target.
+fn shared_flags(options: CodegenOptions) -> Result<settings::Flags, String> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
         flags
@@ -90,7 +117,8 @@ pub fn host_isa(options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
             .map_err(|e| format!("cranelift setting {name}={value}: {e}"))
     };
     set(&mut flags, "opt_level", "speed")?;
-    // cranelift-jit requires non-PIC code and long-range calls to runtime functions.
+    // Kiln's linker patches absolute and PC-relative relocations (no GOT or PLT), and calls
+    // runtime functions through absolute addresses.
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(
@@ -98,10 +126,70 @@ pub fn host_isa(options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
         "enable_verifier",
         if options.verify { "true" } else { "false" },
     )?;
-    let builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
-    builder
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| format!("cannot configure Cranelift for this host: {e}"))
+    Ok(settings::Flags::new(flags))
+}
+
+/// The instruction set of this machine, with the CPU features it has, at opt level `speed`.
+pub fn host_isa(options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
+    target_isa(&Target::Host, options)
+}
+
+/// The instruction set for `target`, at opt level `speed`.
+pub fn target_isa(target: &Target, options: CodegenOptions) -> Result<OwnedTargetIsa, String> {
+    let flags = shared_flags(options)?;
+    match target {
+        Target::Host => cranelift_native::builder()
+            .map_err(|e| format!("unsupported host: {e}"))?
+            .finish(flags)
+            .map_err(|e| format!("cannot configure Cranelift for this host: {e}")),
+        Target::Cross { triple, features } => {
+            let parsed: target_lexicon::Triple = triple
+                .parse()
+                .map_err(|e| format!("invalid target triple `{triple}`: {e}"))?;
+            let mut builder = cranelift_codegen::isa::lookup(parsed)
+                .map_err(|e| format!("cannot compile for `{triple}`: {e}"))?;
+            for feature in features {
+                let (name, value) = feature.split_once('=').unwrap_or((feature, "true"));
+                builder
+                    .set(name, value)
+                    .map_err(|e| format!("CPU feature `{feature}` for `{triple}`: {e}"))?;
+            }
+            builder
+                .finish(flags)
+                .map_err(|e| format!("cannot configure Cranelift for `{triple}`: {e}"))
+        }
+    }
+}
+
+/// This machine as a [`Target::Cross`]: its triple, and the ISA settings cranelift-native
+/// detected that differ from the triple's defaults. An engine built for it on another machine
+/// has this machine's fingerprint, so the artifacts it writes are module hits here.
+pub fn host_target() -> Result<Target, String> {
+    let options = CodegenOptions::default();
+    let host = host_isa(options)?;
+    let triple = host.triple().to_string();
+    let defaults = target_isa(
+        &Target::Cross {
+            triple: triple.clone(),
+            features: Vec::new(),
+        },
+        options,
+    )?;
+    let default_values: Vec<(&str, String)> = defaults
+        .isa_flags()
+        .iter()
+        .map(|v| (v.name, v.value_string()))
+        .collect();
+    let features = host
+        .isa_flags()
+        .iter()
+        .filter(|v| !default_values.contains(&(v.name, v.value_string())))
+        .map(|v| match v.as_bool() {
+            Some(true) => v.name.to_string(),
+            _ => format!("{}={}", v.name, v.value_string()),
+        })
+        .collect();
+    Ok(Target::Cross { triple, features })
 }
 
 /// Compiles a lowered function. `ctx` is reused between calls to keep its allocations.

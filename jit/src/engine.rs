@@ -8,13 +8,13 @@
 use crate::cache::{
     FunctionMeta, GlobalDef, Miss, ModuleCache, decode_module, encode_module, pointer_key,
 };
-use crate::compile::{CodeRef, CodegenOptions, CompiledFunction, compile, host_isa};
+use crate::compile::{CodeRef, CodegenOptions, CompiledFunction, Target, compile, target_isa};
 use crate::entry::EntryStubs;
 use crate::error::{CompileError, Error};
 use crate::host::{HostFunc, IntoHostFunc};
 use crate::keys::{Fingerprint, function_key, module_key};
 use crate::link::{LinkInput, link};
-use crate::lower::{Symbol, array_bytes, clif_signature, lower_function};
+use crate::lower::{Symbol, array_bytes, lower_function};
 use crate::module::{
     FunctionInfo, Generation, GlobalChanges, GlobalSlot, GlobalStorage, Module, Origin,
     ReusableCode, SourceOutline, write_scalar,
@@ -43,6 +43,9 @@ pub struct Config {
     /// The most native stack a call may use (it is also bounded by the calling thread's stack).
     pub max_native_stack: usize,
     pub codegen: CodegenOptions,
+    /// The machine the code is for. An engine for another target cannot run scripts; it builds
+    /// cache artifacts ([`Engine::build_file`]) for machines of that kind.
+    pub target: Target,
     /// Where compiled modules are kept between loads and processes; `None` compiles every load.
     /// A `kiln_cache::FileStore` persists them, `kiln_cache::Fallback` puts memory in front.
     /// With a cache, the engine also remembers the functions it compiled, so that a function
@@ -58,6 +61,7 @@ impl std::fmt::Debug for Config {
             array_stack_size,
             max_native_stack,
             codegen,
+            target,
             cache,
         } = self;
         f.debug_struct("Config")
@@ -66,6 +70,7 @@ impl std::fmt::Debug for Config {
             .field("array_stack_size", array_stack_size)
             .field("max_native_stack", max_native_stack)
             .field("codegen", codegen)
+            .field("target", target)
             .field("cache", &cache.as_ref().map(|_| "CacheStore"))
             .finish()
     }
@@ -80,6 +85,7 @@ impl Default for Config {
             array_stack_size: 256 << 20,
             max_native_stack: 1 << 30,
             codegen: CodegenOptions::default(),
+            target: Target::Host,
             cache: None,
         }
     }
@@ -139,7 +145,7 @@ impl Engine {
         if config.max_call_depth == 0 {
             return Err(Error::Config("max_call_depth must be at least 1".into()));
         }
-        let isa = host_isa(config.codegen).map_err(Error::Config)?;
+        let isa = target_isa(&config.target, config.codegen).map_err(Error::Config)?;
         let fingerprint = Fingerprint::new(&*isa, config.codegen).map_err(Error::Config)?;
         Ok(Engine {
             shared: Arc::new(EngineShared {
@@ -215,6 +221,21 @@ impl Engine {
         let path = path.as_ref();
         let bytes = read_script(path)?;
         self.load_from(&path.display().to_string(), Some(path), &bytes, options)
+    }
+
+    /// Compiles a script file for the engine's target and stores its artifact in the cache
+    /// (`Config::cache`), without running it: a machine of that target then loads the file as a
+    /// module hit. With `Config::target` another target, this is how a build machine pre-warms
+    /// caches for devices of another architecture. Use the `options` the loading side will use.
+    pub fn build_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        options: &CheckOptions,
+    ) -> Result<LoadStats, Error> {
+        let path = path.as_ref();
+        let bytes = read_script(path)?;
+        self.loader()
+            .build_artifact(&path.display().to_string(), &bytes, options)
     }
 
     /// Runs only the front end: the compile errors `load_bytes` would report.
@@ -302,6 +323,16 @@ pub(crate) struct PendingWrite {
     pointer: [u8; 32],
 }
 
+/// A module's functions compiled (or reused), before linking.
+struct CompiledSource {
+    file: Arc<SourceFile>,
+    functions: Vec<NewFunction>,
+    globals: Vec<GlobalDef>,
+    stats: LoadStats,
+    incremental: bool,
+    outline: SourceOutline,
+}
+
 /// A function of a generation being built, before linking.
 struct NewFunction {
     meta: FunctionMeta,
@@ -336,6 +367,12 @@ impl Loader<'_> {
     ) -> Result<Built, Error> {
         let start = Instant::now();
         let shared = &**self.shared;
+        if shared.config.target != Target::Host {
+            return Err(Error::Config(format!(
+                "this engine compiles for {}; it can build cache artifacts for it, not run scripts",
+                shared.config.target
+            )));
+        }
         let fingerprint = &shared.fingerprint;
         let hosts = self.host_signatures();
         let mut report = CacheStats::default();
@@ -412,6 +449,53 @@ impl Loader<'_> {
             }
         }
 
+        let compiled =
+            self.compile_source(name, bytes, options, previous, &cache, &keys, report)?;
+        let codes: Vec<Arc<CompiledFunction>> = compiled
+            .functions
+            .iter()
+            .filter_map(|f| f.code.clone())
+            .collect();
+        let code_refs: Vec<_> = codes.iter().map(|c| c.as_code()).collect();
+        let (mut generation, globals) = self.instantiate(
+            compiled.file,
+            &code_refs,
+            compiled.functions,
+            compiled.globals,
+            compiled.stats,
+            previous,
+            id,
+            live,
+        )?;
+        generation.outline = OnceLock::from(Some(compiled.outline));
+        generation.stats.total = start.elapsed();
+        Ok(Built {
+            generation,
+            write: keys.map(|(module_key, pointer)| PendingWrite {
+                module_key,
+                pointer,
+            }),
+            globals,
+            incremental: compiled.incremental,
+        })
+    }
+
+    /// The front end and the compile of a load: every function's code, compiled or reused
+    /// (see [`Loader::build`]), not yet linked.
+    #[allow(clippy::too_many_arguments)]
+    fn compile_source(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+        previous: Option<&Generation>,
+        cache: &Option<ModuleCache>,
+        keys: &Option<([u8; 32], [u8; 32])>,
+        mut report: CacheStats,
+    ) -> Result<CompiledSource, Error> {
+        let shared = &**self.shared;
+        let fingerprint = &shared.fingerprint;
+        let hosts = self.host_signatures();
         let (file, diagnostics) = kiln_lang::source_from_bytes(name, bytes);
         if !diagnostics.is_empty() {
             return Err(CompileError::new(file, diagnostics).into());
@@ -500,11 +584,6 @@ impl Loader<'_> {
         report.hits = compiled.reused;
         report.compiled = program.functions.len() - compiled.reused;
         let incremental = program.functions.iter().any(|f| f.reused);
-        let code_refs: Vec<_> = compiled
-            .functions
-            .iter()
-            .map(|c| c.code.as_code())
-            .collect();
         let functions: Vec<NewFunction> = program
             .functions
             .iter()
@@ -531,16 +610,6 @@ impl Loader<'_> {
             total: Duration::ZERO,
             cache: report,
         };
-        let (mut generation, globals) = self.instantiate(
-            program.file.clone(),
-            &code_refs,
-            functions,
-            globals,
-            stats,
-            previous,
-            id,
-            live,
-        )?;
         let outline = SourceOutline {
             items: program
                 .functions
@@ -549,16 +618,13 @@ impl Loader<'_> {
                 .collect(),
             interface: program.interface.clone(),
         };
-        generation.outline = OnceLock::from(Some(outline));
-        generation.stats.total = start.elapsed();
-        Ok(Built {
-            generation,
-            write: keys.map(|(module_key, pointer)| PendingWrite {
-                module_key,
-                pointer,
-            }),
+        Ok(CompiledSource {
+            file: program.file.clone(),
+            functions,
             globals,
+            stats,
             incremental,
+            outline,
         })
     }
 
@@ -569,17 +635,10 @@ impl Loader<'_> {
         write: &PendingWrite,
         report: &mut CacheStats,
     ) {
-        let Some(cache) = self.shared.config.cache.clone().map(ModuleCache::new) else {
-            return;
-        };
-        let entries: Option<Vec<_>> = generation
+        let functions = generation
             .functions
             .iter()
-            .map(|f| Some((f.key.as_ref()?, &**f.code.as_ref()?, &f.meta)))
-            .collect();
-        let Some(entries) = entries else {
-            return;
-        };
+            .map(|f| (f.key.as_ref(), f.code.as_deref(), &f.meta));
         let globals: Vec<GlobalDef> = generation
             .globals
             .iter()
@@ -589,17 +648,99 @@ impl Loader<'_> {
                 init: g.init,
             })
             .collect();
+        self.store_artifact(functions, &globals, write, report);
+    }
+
+    /// Encodes and stores a module artifact; a failure is a warning in `report`. Functions
+    /// without code or key (a generation linked straight from an artifact) mean nothing to
+    /// store.
+    fn store_artifact<'f>(
+        &self,
+        functions: impl Iterator<
+            Item = (
+                Option<&'f [u8; 32]>,
+                Option<&'f CompiledFunction>,
+                &'f FunctionMeta,
+            ),
+        >,
+        globals: &[GlobalDef],
+        write: &PendingWrite,
+        report: &mut CacheStats,
+    ) {
+        let Some(cache) = self.shared.config.cache.clone().map(ModuleCache::new) else {
+            return;
+        };
+        let entries: Option<Vec<_>> = functions
+            .map(|(key, code, meta)| Some((key?, code?, meta)))
+            .collect();
+        let Some(entries) = entries else {
+            return;
+        };
         let written = encode_module(
             &self.shared.fingerprint,
             &write.module_key,
             &entries,
-            &globals,
+            globals,
         )
         .and_then(|bytes| cache.store(&write.module_key, &write.pointer, &bytes));
         match written {
             Ok(()) => report.keys_used.push(write.pointer),
             Err(why) => report.warn(format!("could not write the cache: {why}")),
         }
+    }
+
+    /// Compiles a module for the engine's target and stores its artifact in the cache, without
+    /// linking or running it: what pre-warms a cache for machines of another kind.
+    pub(crate) fn build_artifact(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &CheckOptions,
+    ) -> Result<LoadStats, Error> {
+        let start = Instant::now();
+        let shared = &**self.shared;
+        let Some(store) = shared.config.cache.clone() else {
+            return Err(Error::Config(
+                "building an artifact needs a cache to store it in (Config::cache)".into(),
+            ));
+        };
+        let cache = ModuleCache::new(store);
+        let fingerprint = &shared.fingerprint;
+        let hosts = self.host_signatures();
+        let write = PendingWrite {
+            module_key: module_key(fingerprint, bytes, &hosts, options),
+            pointer: pointer_key(fingerprint, name),
+        };
+        let mut report = CacheStats {
+            keys_used: vec![write.module_key],
+            ..CacheStats::default()
+        };
+        if cache.artifact(fingerprint, &write.module_key).is_ok() {
+            // Verified and in place: nothing to build.
+            report.module_hit = true;
+            return Ok(LoadStats {
+                cache: report,
+                total: start.elapsed(),
+                ..LoadStats::default()
+            });
+        }
+        let keys = Some((write.module_key, write.pointer));
+        let compiled =
+            self.compile_source(name, bytes, options, None, &Some(cache), &keys, report)?;
+        let mut stats = compiled.stats;
+        let functions = compiled
+            .functions
+            .iter()
+            .map(|f| (f.key.as_ref(), f.code.as_deref(), &f.meta));
+        self.store_artifact(functions, &compiled.globals, &write, &mut stats.cache);
+        if let Some(warning) = &stats.cache.warning {
+            return Err(Error::Io {
+                path: name.to_string(),
+                message: warning.clone(),
+            });
+        }
+        stats.total = start.elapsed();
+        Ok(stats)
     }
 
     /// Links compiled functions into a generation. Globals come from `previous` where it has
@@ -617,7 +758,6 @@ impl Loader<'_> {
         live: &Arc<AtomicUsize>,
     ) -> Result<(Generation, GlobalChanges), Error> {
         let link_start = Instant::now();
-        let isa = &self.shared.isa;
         let mut changes = GlobalChanges::default();
         let mut slots = Vec::with_capacity(globals.len());
         for g in globals {
@@ -660,7 +800,6 @@ impl Loader<'_> {
             .zip(&functions)
             .map(|(&code, f)| LinkInput {
                 name: &f.meta.name,
-                signature: clif_signature(&**isa, &f.meta.sig),
                 code,
             })
             .collect();
@@ -673,7 +812,7 @@ impl Loader<'_> {
             .iter()
             .map(|h| (h.name.as_str(), Arc::as_ptr(h).cast::<u8>()))
             .collect();
-        let linked = link(isa.clone(), &inputs, &|s| match s {
+        let linked = link(&inputs, &|s| match s {
             Symbol::Global(name) => global_addrs.get(name.as_str()).copied(),
             Symbol::Host(name) => host_addrs.get(name.as_str()).copied(),
             _ => None,
@@ -714,7 +853,7 @@ impl Loader<'_> {
             outline: OnceLock::new(),
             artifact: None,
             _hosts: self.hosts.to_vec(),
-            code: Mutex::new(Some(linked.module)),
+            _code: linked.memory,
             live: live.clone(),
         };
         Ok((generation, changes))

@@ -7,12 +7,12 @@
 use crate::compile::compile;
 use crate::link::{LinkInput, link};
 use crate::lower::{LoweredFunction, clif_signature, clif_type};
+use crate::memory::CodeMemory;
 use crate::runtime::VmCtx;
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::{self, AbiParam, InstBuilder, MemFlagsData, UserFuncName, types};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_jit::JITModule;
 use kiln_lang::program::{Signature, Type};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +25,7 @@ pub struct EntryStubs {
     isa: OwnedTargetIsa,
     stubs: Mutex<HashMap<Signature, EntryFn>>,
     /// Owns the stubs' code for the engine's lifetime.
-    modules: Mutex<Vec<JITModule>>,
+    memory: Mutex<Vec<CodeMemory>>,
 }
 
 impl EntryStubs {
@@ -33,7 +33,7 @@ impl EntryStubs {
         EntryStubs {
             isa,
             stubs: Mutex::new(HashMap::new()),
-            modules: Mutex::new(Vec::new()),
+            memory: Mutex::new(Vec::new()),
         }
     }
 
@@ -43,24 +43,21 @@ impl EntryStubs {
             return Ok(stub);
         }
         let lowered = build_stub(&self.isa, sig);
-        let signature = lowered.clif.signature.clone();
         let code = compile(&*self.isa, lowered, &mut Context::new())?;
         let name = format!("entry {sig}");
         let linked = link(
-            self.isa.clone(),
             &[LinkInput {
                 name: &name,
-                signature,
                 code: code.as_code(),
             }],
             &|_| None,
         )?;
         // SAFETY: the stub was compiled from `build_stub` with exactly the `EntryFn` ABI.
         let stub: EntryFn = unsafe { std::mem::transmute(linked.addresses[0]) };
-        self.modules
+        self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(linked.module);
+            .push(linked.memory);
         stubs.insert(sig.clone(), stub);
         Ok(stub)
     }

@@ -459,6 +459,43 @@ mod tests {
         Fingerprint::new(isa, CodegenOptions { verify }).unwrap()
     }
 
+    #[test]
+    fn this_machine_named_as_a_target_has_the_host_fingerprint() {
+        use crate::compile::{Target, host_target, target_isa};
+        let options = CodegenOptions::default();
+        let host = fingerprint(&*isa(options.verify), options.verify);
+        let named = target_isa(&host_target().unwrap(), options).unwrap();
+        assert_eq!(fingerprint(&*named, options.verify), host);
+
+        // The same triple with its baseline features, or another architecture, is another
+        // machine.
+        let Target::Cross { triple, features } = host_target().unwrap() else {
+            unreachable!()
+        };
+        let other_arch = if triple.starts_with("x86_64") {
+            "aarch64-unknown-linux-gnu"
+        } else {
+            "x86_64-unknown-linux-gnu"
+        };
+        for target in [
+            Target::Cross {
+                triple: other_arch.to_string(),
+                features: Vec::new(),
+            },
+            Target::Cross {
+                triple: triple.clone(),
+                features: features.iter().skip(1).cloned().collect(),
+            },
+        ] {
+            let isa = target_isa(&target, options).unwrap();
+            let other = fingerprint(&*isa, options.verify);
+            // Without features, the host's baseline may equal its detected set (no features).
+            if target != host_target().unwrap() {
+                assert_ne!(other, host, "{target}");
+            }
+        }
+    }
+
     fn host_fn(name: &str, params: &[Type], ret: Option<Type>) -> HostSignature {
         HostSignature {
             name: name.to_string(),

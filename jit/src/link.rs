@@ -1,223 +1,197 @@
-//! Linking: compiled functions into a fresh JIT module, relocations resolved by name.
+//! Linking: compiled functions into executable memory, every relocation patched by Kiln.
 //!
-//! Every import (globals, host functions, runtime functions, libcalls) is resolved before
-//! cranelift-jit sees it, so a missing symbol is an error value, never a panic inside the JIT.
-//! All code and data of one link go into one mapping ([`crate::memory`]), which keeps
-//! PC-relative calls between script functions in range.
+//! A link lays out the functions (each followed by room for the veneers its calls may need)
+//! and the string literals in one [`CodeMemory`] mapping, copies the bytes in, resolves each
+//! relocation's symbol to an address and patches the site with [`crate::reloc`], then makes the
+//! memory executable. [`relocate`] is the per-function step on plain bytes at any address, so
+//! tests relink code compiled for another target at layouts no real mapping would give.
 
-use crate::compile::{CodeRef, RelocTarget};
-use crate::lower::{Symbol, function_symbol_name};
-use crate::memory::{CodeMemory, MemorySizes};
+use crate::compile::{CodeRef, RelocTarget, Relocation};
+use crate::lower::Symbol;
+use crate::memory::CodeMemory;
+use crate::reloc::{self, RelocError, VENEER_SIZE};
 use crate::runtime::libcall_address;
 use cranelift_codegen::binemit::Reloc;
-use cranelift_codegen::ir;
-use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{
-    DataDescription, DataId, FuncId, Linkage, Module, ModuleReloc, ModuleRelocTarget,
-    default_libcall_names,
-};
+use cranelift_codegen::ir::LibCall;
 use std::collections::HashMap;
 
-/// One function to link: its module-level name, native signature and code.
+/// One function to link: its name in the module and its code.
 pub struct LinkInput<'a> {
     pub name: &'a str,
-    pub signature: ir::Signature,
     pub code: CodeRef<'a>,
 }
 
-/// Linked code: the JIT module owning the memory, and each input function's address.
+/// Linked code: the memory holding it, and each input function's address.
 pub struct Linked {
-    pub module: JITModule,
+    pub memory: CodeMemory,
     pub addresses: Vec<*const u8>,
 }
 
-/// A relocation target with its symbol looked up.
-enum Target<'a> {
+/// What a relocation points at, once its symbol index is looked up.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
     Symbol(&'a Symbol),
-    LibCall(ir::LibCall),
+    LibCall(LibCall),
 }
 
-fn symbol<'a>(code: &CodeRef<'a>, index: u32) -> Result<&'a Symbol, String> {
-    code.symbols.get(index as usize).ok_or_else(|| {
-        format!(
-            "relocation to symbol #{index} of a table of {}",
-            code.symbols.len()
-        )
-    })
-}
-
-/// The name an imported symbol has for the JIT's symbol table.
-fn import_name(symbol: &Symbol) -> String {
-    match symbol {
-        Symbol::Global(name) => format!("kiln.global.{name}"),
-        Symbol::Host(name) => format!("kiln.host.{name}"),
-        Symbol::Runtime(f) => f.symbol().to_string(),
-        Symbol::Function(name) => function_symbol_name(name),
-        Symbol::Str(_) => unreachable!("string literals are defined, not imported"),
+/// Bytes to reserve after a function's code for the veneers its `bl` calls may need: one per
+/// call (any of them may turn out to be out of reach), 8-aligned for the veneers' literals.
+pub fn veneer_room(code: &CodeRef<'_>) -> usize {
+    let calls = code
+        .relocs
+        .iter()
+        .filter(|r| r.kind == Reloc::Arm64Call)
+        .count();
+    if calls == 0 {
+        return 0;
     }
+    code.code.len().next_multiple_of(8) - code.code.len() + calls * VENEER_SIZE
 }
 
-/// Links `inputs` into a new JIT module. `resolve` gives the address of each global and host
-/// function symbol; runtime functions and libcalls are Kiln's own.
+/// Patches every relocation of one function.
+///
+/// `image` holds the function's code (`len` bytes) followed by its [`veneer_room`]; `address`
+/// is where `image[0]` runs. `resolve` gives each target's address. A `bl` whose callee is out
+/// of reach goes through a veneer written into the room after the code.
+pub fn relocate(
+    image: &mut [u8],
+    len: usize,
+    address: u64,
+    relocs: &[Relocation],
+    symbols: &[Symbol],
+    resolve: &dyn Fn(Target<'_>) -> Option<u64>,
+) -> Result<(), String> {
+    let mut next_veneer = len.next_multiple_of(8);
+    for r in relocs {
+        let target = match &r.target {
+            RelocTarget::Symbol(i) => {
+                let symbol = symbols.get(*i as usize).ok_or_else(|| {
+                    format!("relocation to symbol #{i} of a table of {}", symbols.len())
+                })?;
+                resolve(Target::Symbol(symbol))
+                    .ok_or_else(|| format!("unresolved symbol {symbol:?}"))?
+            }
+            RelocTarget::LibCall(lc) => resolve(Target::LibCall(*lc))
+                .ok_or_else(|| format!("unsupported Cranelift libcall {lc:?}"))?,
+            RelocTarget::SelfOffset(off) => address + u64::from(*off),
+        };
+        let offset = r.offset as usize;
+        if offset >= len {
+            return Err(format!(
+                "relocation at offset {offset} outside {len} bytes of code"
+            ));
+        }
+        let place = address + r.offset as u64;
+        let patched = reloc::patch(r.kind, image, offset, place, target, r.addend);
+        match patched {
+            Err(RelocError::OutOfRange { .. }) if r.kind == Reloc::Arm64Call => {
+                // Too far for `bl`: call a veneer next to the function that jumps to the
+                // absolute address.
+                let veneer = next_veneer;
+                next_veneer += VENEER_SIZE;
+                let destination = target.wrapping_add(r.addend as u64);
+                reloc::write_veneer(image, veneer, destination).map_err(|e| e.to_string())?;
+                reloc::patch(r.kind, image, offset, place, address + veneer as u64, 0)
+                    .map_err(|e| format!("call through a veneer: {e}"))?;
+            }
+            other => other.map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(())
+}
+
+/// The reach of x86-64's PC-relative references (calls between script functions, string
+/// literals): ±2 GiB. aarch64's `adrp` reaches ±4 GiB and `bl` gets veneers, so keeping a whole
+/// module within 2 GiB keeps every PC-relative reference in range on both.
+const PC_RELATIVE_RANGE: usize = i32::MAX as usize;
+
+/// Links `inputs` into new executable memory. `resolve` gives the address of each global and
+/// host function symbol; runtime functions and libcalls are Kiln's own.
 pub fn link(
-    isa: OwnedTargetIsa,
     inputs: &[LinkInput<'_>],
     resolve: &dyn Fn(&Symbol) -> Option<*const u8>,
 ) -> Result<Linked, String> {
-    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-
-    // Resolve every import up front.
-    let mut imports: HashMap<Symbol, String> = HashMap::new();
-    let mut strings: Vec<&str> = Vec::new();
-    let own: HashMap<&str, usize> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.name, i))
-        .collect();
+    // Layout: functions (each with its veneer room), then the string literals.
+    let mut offsets = Vec::with_capacity(inputs.len());
+    let mut cursor = 0usize;
     for input in inputs {
-        for reloc in input.code.relocs {
-            let target = match &reloc.target {
-                RelocTarget::Symbol(i) => Target::Symbol(symbol(&input.code, *i)?),
-                RelocTarget::LibCall(lc) => Target::LibCall(*lc),
-                RelocTarget::SelfOffset(_) => continue,
-            };
-            match target {
-                Target::Symbol(Symbol::Str(s)) => {
-                    if !strings.contains(&s.as_str()) {
-                        strings.push(s);
-                    }
-                }
-                Target::Symbol(Symbol::Function(name)) => {
-                    if !own.contains_key(name.as_str()) {
-                        return Err(format!("unresolved script function `{name}`"));
-                    }
-                }
-                Target::Symbol(symbol) => {
-                    if imports.contains_key(symbol) {
-                        continue;
-                    }
-                    let address = match symbol {
-                        Symbol::Runtime(f) => Some(f.address()),
-                        other => resolve(other),
-                    }
-                    .ok_or_else(|| format!("unresolved symbol {symbol:?}"))?;
-                    let name = import_name(symbol);
-                    builder.symbol(name.clone(), address);
-                    imports.insert(symbol.clone(), name);
-                }
-                Target::LibCall(lc) => {
-                    let address = libcall_address(lc)
-                        .ok_or_else(|| format!("unsupported Cranelift libcall {lc:?}"))?;
-                    builder.symbol(default_libcall_names()(lc), address);
-                }
+        let align = usize::try_from(input.code.alignment)
+            .unwrap_or(usize::MAX)
+            .max(16);
+        if !align.is_power_of_two() {
+            return Err(format!(
+                "function `{}` asks for alignment {align}",
+                input.name
+            ));
+        }
+        cursor = cursor.next_multiple_of(align);
+        offsets.push(cursor);
+        cursor += input.code.code.len() + veneer_room(&input.code);
+    }
+    let code_size = cursor;
+    let mut strings: HashMap<&str, usize> = HashMap::new();
+    let mut data_size = 0usize;
+    for input in inputs {
+        for s in input.code.symbols {
+            if let Symbol::Str(s) = s
+                && !strings.contains_key(s.as_str())
+            {
+                strings.insert(s, data_size);
+                // NUL-terminated, so an empty literal still has an address.
+                data_size += s.len() + 1;
             }
         }
     }
-
-    // One mapping for everything, sized from what is linked. cranelift-jit reserves a 24-byte
-    // veneer after the function for each `Arm64Call`, in case the callee is out of `bl` range.
-    let executable: usize = inputs
-        .iter()
-        .map(|f| {
-            let calls = f
-                .code
-                .relocs
-                .iter()
-                .filter(|r| r.kind == Reloc::Arm64Call)
-                .count();
-            f.code.code.len() + f.code.alignment.max(16) as usize + 24 * calls
-        })
-        .sum();
-    let read_only: usize = strings.iter().map(|s| s.len() + 1 + 16).sum();
-    // Calls between script functions and references to string literals are PC-relative:
-    // ±2 GiB on x86-64 (`X86CallPCRel4`, `X86PCRel4`), ±4 GiB for aarch64's `adrp`. Keeping the
-    // whole module in one mapping below 2 GiB keeps every such reference in range; aarch64's
-    // `bl` (±128 MiB) gets a veneer from cranelift-jit when a callee is farther.
-    const PC_RELATIVE_RANGE: usize = i32::MAX as usize;
-    if executable.saturating_add(read_only) > PC_RELATIVE_RANGE {
+    if code_size.saturating_add(data_size) > PC_RELATIVE_RANGE {
         return Err(format!(
-            "module too large to link: {executable} bytes of code and {read_only} of data \
+            "module too large to link: {code_size} bytes of code and {data_size} of data \
              exceed the 2 GiB reach of PC-relative references"
         ));
     }
-    let memory = CodeMemory::new(MemorySizes {
-        executable,
-        read_only,
-        writable: 0,
-    })
-    .map_err(|e| e.to_string())?;
-    builder.memory_provider(Box::new(memory));
-    let mut module = JITModule::new(builder);
-    let err = |e: cranelift_module::ModuleError| e.to_string();
 
-    let mut func_ids: Vec<FuncId> = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let id = module
-            .declare_function(
-                &function_symbol_name(input.name),
-                Linkage::Local,
-                &input.signature,
-            )
-            .map_err(err)?;
-        func_ids.push(id);
-    }
-    let mut string_ids: HashMap<&str, DataId> = HashMap::new();
-    for (i, s) in strings.iter().enumerate() {
-        let id = module
-            .declare_data(&format!("kiln.str.{i}"), Linkage::Local, false, false)
-            .map_err(err)?;
-        let mut data = DataDescription::new();
-        // An empty literal still needs an address.
-        data.define(s.as_bytes().iter().copied().chain([0]).collect());
-        module.define_data(id, &data).map_err(err)?;
-        string_ids.insert(s, id);
-    }
-    let mut import_ids: HashMap<&Symbol, DataId> = HashMap::new();
-    for (symbol, name) in &imports {
-        // Imports are only ever used for their address, so all are declared as data.
-        let id = module
-            .declare_data(name, Linkage::Import, true, false)
-            .map_err(err)?;
-        import_ids.insert(symbol, id);
-    }
-
-    for (input, &id) in inputs.iter().zip(&func_ids) {
-        let relocs: Vec<ModuleReloc> = input
-            .code
-            .relocs
-            .iter()
-            .map(|r| {
-                let name = match &r.target {
-                    // Checked in the first pass.
-                    RelocTarget::Symbol(i) => match &input.code.symbols[*i as usize] {
-                        Symbol::Function(name) => {
-                            ModuleRelocTarget::user(0, func_ids[own[name.as_str()]].as_u32())
-                        }
-                        Symbol::Str(s) => {
-                            ModuleRelocTarget::user(1, string_ids[s.as_str()].as_u32())
-                        }
-                        symbol => ModuleRelocTarget::user(1, import_ids[symbol].as_u32()),
-                    },
-                    RelocTarget::LibCall(lc) => ModuleRelocTarget::LibCall(*lc),
-                    RelocTarget::SelfOffset(off) => ModuleRelocTarget::FunctionOffset(id, *off),
-                };
-                ModuleReloc {
-                    offset: r.offset,
-                    kind: r.kind,
-                    name,
-                    addend: r.addend,
-                }
-            })
-            .collect();
-        module
-            .define_function_bytes(id, input.code.alignment, input.code.code, &relocs)
-            .map_err(err)?;
-    }
-    module.finalize_definitions().map_err(err)?;
-    let addresses = func_ids
+    let mut memory = CodeMemory::new(code_size, data_size).map_err(|e| e.to_string())?;
+    let base = memory.base() as u64;
+    let data_base = memory.data_offset();
+    let own: HashMap<&str, u64> = inputs
         .iter()
-        .map(|&id| module.get_finalized_function(id))
+        .zip(&offsets)
+        .map(|(f, &off)| (f.name, base + off as u64))
         .collect();
-    Ok(Linked { module, addresses })
+    let resolve_any = |target: Target<'_>| -> Option<u64> {
+        match target {
+            Target::Symbol(Symbol::Function(name)) => own.get(name.as_str()).copied(),
+            Target::Symbol(Symbol::Str(s)) => strings
+                .get(s.as_str())
+                .map(|&off| base + (data_base + off) as u64),
+            Target::Symbol(Symbol::Runtime(f)) => Some(f.address() as u64),
+            Target::Symbol(other) => resolve(other).map(|p| p as u64),
+            Target::LibCall(lc) => libcall_address(lc).map(|p| p as u64),
+        }
+    };
+    let bytes = memory.bytes_mut().map_err(|e| e.to_string())?;
+    for (s, &off) in &strings {
+        let at = data_base + off;
+        bytes[at..at + s.len()].copy_from_slice(s.as_bytes());
+    }
+    for (input, &off) in inputs.iter().zip(&offsets) {
+        let code = input.code;
+        let len = code.code.len();
+        let image = &mut bytes[off..off + len + veneer_room(&code)];
+        image[..len].copy_from_slice(code.code);
+        relocate(
+            image,
+            len,
+            base + off as u64,
+            code.relocs,
+            code.symbols,
+            &resolve_any,
+        )
+        .map_err(|e| format!("cannot link `{}`: {e}", input.name))?;
+    }
+    memory.finalize().map_err(|e| e.to_string())?;
+    let addresses = offsets
+        .iter()
+        .map(|&off| (base + off as u64) as *const u8)
+        .collect();
+    Ok(Linked { memory, addresses })
 }

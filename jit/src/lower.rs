@@ -88,11 +88,6 @@ pub fn clif_signature(isa: &dyn TargetIsa, sig: &Signature) -> ir::Signature {
     s
 }
 
-/// The name a script function has in a JIT module.
-pub fn function_symbol_name(name: &str) -> String {
-    format!("kiln.fn.{name}")
-}
-
 /// Lowers function `id` of `program`. `hosts` are the host functions the program was checked
 /// against, indexed by `HostId`.
 pub fn lower_function(

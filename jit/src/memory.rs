@@ -1,158 +1,98 @@
 //! Executable memory for one linked module: one mapping sized up front, written while
 //! read-write, and given its final protections exactly once, after every relocation is patched.
 //!
-//! cranelift-jit's `ArenaMemoryProvider` grows its code segment a page at a time and changes the
-//! protection of the whole segment on every growth: hundreds of `mprotect` calls, each over more
-//! pages, for a module of a thousand functions. The linker knows every size before the first
-//! byte is written, so this provider maps once (keeping PC-relative references between
-//! functions in range, as one arena does) and protects once.
+//! The linker knows every size before the first byte is written, so code and data are one
+//! mapping (which keeps PC-relative references between them in range) and protecting it is two
+//! `mprotect` calls, however many functions the module has.
 
-use cranelift_jit::{BranchProtection, JITMemoryKind, JITMemoryProvider};
-use cranelift_module::{ModuleError, ModuleResult};
 use std::io;
 
-/// Bytes each kind of memory needs, upper bounds including alignment padding.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MemorySizes {
-    pub executable: usize,
-    pub read_only: usize,
-    pub writable: usize,
-}
-
-struct Part {
-    start: usize,
-    len: usize,
-    used: usize,
-}
-
-impl Part {
-    fn allocate(&mut self, size: usize, align: usize) -> Option<usize> {
-        let offset = self.used.checked_next_multiple_of(align)?;
-        let end = offset.checked_add(size)?;
-        (end <= self.len).then(|| {
-            self.used = end;
-            self.start + offset
-        })
-    }
-}
-
+/// Code followed by read-only data, in one mapping.
+///
+/// Dropping it unmaps the memory: its owner keeps it alive while any of its code may run.
 pub struct CodeMemory {
-    allocation: Option<region::Allocation>,
-    executable: Part,
-    read_only: Part,
-    writable: Part,
+    allocation: region::Allocation,
+    /// Bytes of the executable part (page-rounded); the read-only part follows it.
+    code_len: usize,
+    data_len: usize,
     finalized: bool,
 }
 
 // SAFETY: the memory is owned by this value alone; it holds no thread-bound state.
 unsafe impl Send for CodeMemory {}
+// SAFETY: after `finalize` the memory is never written again; before it, writing needs `&mut`.
+unsafe impl Sync for CodeMemory {}
 
 impl CodeMemory {
-    pub fn new(sizes: MemorySizes) -> io::Result<CodeMemory> {
+    /// Maps `code` bytes for code followed by `data` bytes for read-only data, read-write.
+    pub fn new(code: usize, data: usize) -> io::Result<CodeMemory> {
         let page = region::page::size();
-        let round = |n: usize| n.next_multiple_of(page);
-        let (x, r, w) = (
-            round(sizes.executable),
-            round(sizes.read_only),
-            round(sizes.writable),
-        );
-        let total = (x + r + w).max(page);
+        let code_len = code.next_multiple_of(page);
+        let data_len = data.next_multiple_of(page);
+        let total = (code_len + data_len).max(page);
         let allocation = region::alloc(total, region::Protection::READ_WRITE)
             .map_err(|e| io::Error::other(format!("cannot map {total} bytes for code: {e}")))?;
         Ok(CodeMemory {
-            allocation: Some(allocation),
-            executable: Part {
-                start: 0,
-                len: x,
-                used: 0,
-            },
-            read_only: Part {
-                start: x,
-                len: r,
-                used: 0,
-            },
-            writable: Part {
-                start: x + r,
-                len: w,
-                used: 0,
-            },
+            allocation,
+            code_len,
+            data_len,
             finalized: false,
         })
     }
 
-    fn base(&self) -> Option<*mut u8> {
-        self.allocation
-            .as_ref()
-            .map(|a| a.as_ptr::<u8>().cast_mut())
+    /// The address of the first byte; data starts at [`CodeMemory::data_offset`].
+    pub fn base(&self) -> *const u8 {
+        self.allocation.as_ptr()
     }
-}
 
-impl JITMemoryProvider for CodeMemory {
-    fn allocate(&mut self, size: usize, align: u64, kind: JITMemoryKind) -> io::Result<*mut u8> {
-        let base = self
-            .base()
-            .ok_or_else(|| io::Error::other("code memory already freed"))?;
-        let part = match kind {
-            JITMemoryKind::Executable => &mut self.executable,
-            JITMemoryKind::ReadOnly => &mut self.read_only,
-            JITMemoryKind::Writable => &mut self.writable,
-        };
-        let align = usize::try_from(align).unwrap_or(usize::MAX).max(1);
-        if self.finalized || !align.is_power_of_two() {
-            return Err(io::Error::other("invalid allocation of code memory"));
+    pub fn data_offset(&self) -> usize {
+        self.code_len
+    }
+
+    /// The whole mapping, to write code and data into before [`CodeMemory::finalize`].
+    pub fn bytes_mut(&mut self) -> io::Result<&mut [u8]> {
+        if self.finalized {
+            return Err(io::Error::other("code memory is already executable"));
         }
-        let offset = part
-            .allocate(size, align)
-            .ok_or_else(|| io::Error::other("code memory sized too small for the module"))?;
-        // SAFETY: `offset + size` lies within the allocation (checked by `Part::allocate`).
-        Ok(unsafe { base.add(offset) })
+        let len = self.code_len + self.data_len;
+        // SAFETY: the allocation is at least `len` bytes, read-write until finalized, and
+        // borrowed mutably through `self`.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.allocation.as_mut_ptr(), len) })
     }
 
-    unsafe fn free_memory(&mut self) {
-        self.allocation = None;
-    }
-
-    fn finalize(&mut self, _branch_protection: BranchProtection) -> ModuleResult<()> {
-        let Some(base) = self.base() else {
-            return Ok(());
-        };
+    /// Makes the code executable (and the instruction cache coherent with what was written)
+    /// and the data read-only. Nothing can be written afterwards.
+    pub fn finalize(&mut self) -> io::Result<()> {
         if self.finalized {
             return Ok(());
         }
+        let base = self.allocation.as_mut_ptr::<u8>();
         let fail = |what: &str, e: &dyn std::fmt::Display| {
-            ModuleError::Backend(anyhow::Error::msg(format!("cannot make {what}: {e}")))
+            io::Error::other(format!("cannot make {what}: {e}"))
         };
-        let x = &self.executable;
-        if x.len > 0 {
-            // SAFETY: the range is this allocation's executable part, fully written by now.
+        if self.code_len > 0 {
+            // SAFETY: the range is this allocation's code part, fully written by now.
             unsafe {
-                wasmtime_jit_icache_coherence::clear_cache(base.add(x.start).cast(), x.len)
+                wasmtime_jit_icache_coherence::clear_cache(base.cast(), self.code_len)
                     .map_err(|e| fail("code coherent", &e))?;
-                region::protect(base.add(x.start), x.len, region::Protection::READ_EXECUTE)
+                region::protect(base, self.code_len, region::Protection::READ_EXECUTE)
                     .map_err(|e| fail("code executable", &e))?;
             }
         }
-        let r = &self.read_only;
-        if r.len > 0 {
-            // SAFETY: the range is this allocation's read-only part.
+        if self.data_len > 0 {
+            // SAFETY: the range is this allocation's data part.
             unsafe {
-                region::protect(base.add(r.start), r.len, region::Protection::READ)
-                    .map_err(|e| fail("data read-only", &e))?;
+                region::protect(
+                    base.add(self.code_len),
+                    self.data_len,
+                    region::Protection::READ,
+                )
+                .map_err(|e| fail("data read-only", &e))?;
             }
         }
         wasmtime_jit_icache_coherence::pipeline_flush_mt()
             .map_err(|e| fail("code visible to all threads", &e))?;
         self.finalized = true;
         Ok(())
-    }
-}
-
-impl Drop for CodeMemory {
-    fn drop(&mut self) {
-        // Finalized code may still be running somewhere only the owner knows about: it must be
-        // freed explicitly with `JITModule::free_memory`. Unfinalized memory never ran.
-        if self.finalized {
-            std::mem::forget(self.allocation.take());
-        }
     }
 }

@@ -21,9 +21,9 @@ use crate::engine::{EngineShared, LoadStats, Loader, front_end};
 use crate::entry::EntryFn;
 use crate::error::{Error, RuntimeError};
 use crate::host::HostFunc;
+use crate::memory::CodeMemory;
 use crate::runtime::{Output, RuntimeState, VmCtx};
 use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
-use cranelift_jit::JITModule;
 use kiln_cache::{Entry, VerifiedArtifact};
 use kiln_lang::program::{Const, HostSignature, Interface, Signature, TrapKind, Type, VarType};
 use kiln_lang::{CheckOptions, SourceFile, Span};
@@ -121,19 +121,15 @@ pub(crate) struct Generation {
     pub artifact: Option<(VerifiedArtifact<Entry>, [u8; 32])>,
     /// Keeps host functions alive: linked code holds their addresses.
     pub _hosts: Vec<Arc<HostFunc>>,
-    /// Only touched when the generation is dropped; the mutex makes the generation `Sync`.
-    pub code: Mutex<Option<JITModule>>,
+    /// The linked code, unmapped when the generation is dropped.
+    pub _code: CodeMemory,
     pub live: Arc<AtomicUsize>,
 }
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        let code = self.code.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(code) = code.take() {
-            // SAFETY: a call holds its generation for as long as it runs, and function
-            // addresses never leave the generation, so no code of this module can run now.
-            unsafe { code.free_memory() };
-        }
+        // Dropping `_code` unmaps it. That is sound: a call holds its generation for as long
+        // as it runs, and function addresses never leave the generation.
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
 }

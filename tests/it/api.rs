@@ -702,3 +702,42 @@ fn once() -> int {
         assert_eq!(once.call(()).unwrap(), 6);
     }
 }
+
+#[test]
+fn an_engine_for_another_target_builds_but_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = kiln_cache::FileStore::open(dir.path().join("cache")).unwrap();
+    let engine = Engine::new(Config {
+        target: kiln::Target::Cross {
+            triple: "aarch64-unknown-linux-gnu".into(),
+            features: Vec::new(),
+        },
+        cache: Some(Arc::new(store)),
+        ..Config::default()
+    })
+    .unwrap();
+    let err = engine.load_str("device.kl", "fn f() {}").err().unwrap();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("aarch64-unknown-linux-gnu")),
+        "{err}"
+    );
+    let script = dir.path().join("device.kl");
+    std::fs::write(&script, "fn f() -> int { return 1; }").unwrap();
+    let stats = engine
+        .build_file(&script, &kiln::CheckOptions::default())
+        .unwrap();
+    assert_eq!((stats.functions, stats.cache.compiled), (1, 1));
+    assert!(
+        engine
+            .build_file(&script, &kiln::CheckOptions::default())
+            .unwrap()
+            .cache
+            .module_hit
+    );
+    // Building needs somewhere to store the result.
+    let no_cache = Engine::new(Config::default()).unwrap();
+    assert!(matches!(
+        no_cache.build_file(&script, &kiln::CheckOptions::default()),
+        Err(Error::Config(_))
+    ));
+}

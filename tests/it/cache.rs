@@ -981,7 +981,7 @@ fn a_full_disk_is_not_an_error() {
     command
         .arg("-c")
         .arg("trap '' XFSZ; ulimit -f 64 && exec \"$0\" \"$@\"")
-        .arg(support::KILN)
+        .args(support::launcher(support::KILN))
         .args(script.args(&cache, &["--verbose"]))
         .current_dir(script.dir());
     let limited = run_with_limit(command, TIME_LIMIT);
@@ -1112,7 +1112,7 @@ fn a_writer_killed_mid_write_leaves_nothing_that_breaks_a_run() {
         for attempt in 0..if watched { 5 } else { 1 } {
             let cache = sandbox.path().join(format!("cache{i}-{attempt}"));
             let what = format!("killed.kl killed at {kill_at:?} (attempt {attempt})");
-            let mut command = Command::new(support::KILN);
+            let mut command = support::command(support::KILN);
             command
                 .args(script.args(&cache, &[]))
                 .current_dir(script.dir());
@@ -1198,7 +1198,7 @@ fn describe_kill(run: &Run, watched: bool) -> &'static str {
 /// `kiln ARGS...` with `HOME` and `XDG_CACHE_HOME` inside `sandbox` (so nothing can reach the
 /// user's cache) and the given variables set (`Some`) or removed (`None`).
 fn kiln_env(sandbox: &Sandbox, args: &[OsString], vars: &[(&str, Option<&Path>)]) -> Run {
-    let mut command = Command::new(support::KILN);
+    let mut command = support::command(support::KILN);
     command
         .args(args)
         .current_dir(sandbox.path())
@@ -1407,4 +1407,136 @@ fn a_function_shared_by_two_modules_is_compiled_once() {
     assert_eq!((stats.compiled, stats.hits), (2, 1), "{stats:?}");
     second.call("main", &[]).unwrap();
     assert_eq!(second.take_output(), "2.0078125\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts built for a target (`kiln build`, `kiln target`)
+
+impl Script {
+    /// `kiln build --cache-dir CACHE [TARGET ARGS...] SCRIPT`, which must succeed.
+    fn build(&self, cache: &Path, target: &[String]) -> Run {
+        let mut args: Vec<OsString> = vec!["build".into(), "--cache-dir".into(), cache.into()];
+        args.extend(target.iter().map(OsString::from));
+        args.push(self.path.clone().into());
+        let run = kiln(args, self.dir(), TIME_LIMIT);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "kiln build {target:?}: {}",
+            run.describe()
+        );
+        run
+    }
+}
+
+/// What `kiln target` prints, as arguments for `kiln build`.
+fn this_machine_as_target() -> Vec<String> {
+    let run = kiln(["target"], Path::new("."), TIME_LIMIT);
+    assert_eq!(run.code, Some(0), "kiln target: {}", run.describe());
+    let line = run.stdout_text();
+    assert!(
+        line.starts_with("--target "),
+        "kiln target printed {line:?}"
+    );
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn a_cache_built_for_this_machine_starts_warm() {
+    let sandbox = Sandbox::new();
+    let script = Script::realistic(sandbox.path(), "prebuilt.kl", 20, 11);
+    let by_default = sandbox.cache();
+    script.build(&by_default, &[]);
+    assert_warm(
+        "built for this machine",
+        script.run("first run", &by_default),
+    );
+
+    // Named explicitly, this machine's triple and CPU features are the same fingerprint.
+    let named = sandbox.path().join("named");
+    let target = this_machine_as_target();
+    script.build(&named, &target);
+    assert_warm("built for `kiln target`", script.run("first run", &named));
+    // Building again finds the artifact in place.
+    let again = script.build(&named, &target);
+    assert!(
+        again.stderr_text().contains("already in"),
+        "{}",
+        again.describe()
+    );
+}
+
+#[test]
+fn an_artifact_built_for_another_target_never_runs_here() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    let script = Script::realistic(sandbox.path(), "device.kl", 20, 12);
+    let aarch64 = [
+        "--target",
+        "aarch64-unknown-linux-gnu",
+        "--features",
+        "has_lse",
+    ]
+    .map(str::to_string);
+    script.build(&cache, &aarch64);
+    let foreign = artifacts(&cache);
+    assert_eq!(foreign.len(), 1, "one artifact for aarch64");
+
+    // Its key is the aarch64 engine's: this machine misses it, compiles, and says nothing.
+    let first = script.run("run beside an aarch64 artifact", &cache);
+    assert_cold("run beside an aarch64 artifact", first);
+    assert_warm("second run", script.run("second run", &cache));
+
+    // Put in place of this machine's artifact, it is refused for its fingerprint.
+    let own: Vec<PathBuf> = artifacts(&cache)
+        .into_iter()
+        .filter(|p| !foreign.contains(p))
+        .collect();
+    assert_eq!(own.len(), 1, "one artifact for this machine");
+    fs::copy(&foreign[0], &own[0]).unwrap();
+    let (stats, stderr) = script.run_verbose("the aarch64 artifact in place of ours", &cache);
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(mentions(&stderr, &["fingerprint"]), "{stderr}");
+    script.heals("the aarch64 artifact in place of ours", &cache);
+}
+
+#[test]
+fn kiln_build_refuses_unknown_targets_and_features_clearly() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    let script = Script::realistic(sandbox.path(), "bad.kl", 3, 13);
+    for (args, says) in [
+        (
+            &["--target", "sparc-sun-solaris"][..],
+            "cannot compile for `sparc-sun-solaris`",
+        ),
+        (
+            &["--target", "nonsense"],
+            "invalid target triple `nonsense`",
+        ),
+        (
+            &[
+                "--target",
+                "aarch64-unknown-linux-gnu",
+                "--features",
+                "has_warp_drive",
+            ],
+            "CPU feature `has_warp_drive`",
+        ),
+    ] {
+        let mut all: Vec<OsString> =
+            vec!["build".into(), "--cache-dir".into(), cache.clone().into()];
+        all.extend(args.iter().map(OsString::from));
+        all.push(script.path.clone().into());
+        let run = kiln(all, script.dir(), TIME_LIMIT);
+        assert_eq!(run.code, Some(1), "kiln build {args:?}: {}", run.describe());
+        let stderr = run.stderr_text();
+        assert!(stderr.contains(says), "kiln build {args:?} said {stderr:?}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "kiln build {args:?} said {stderr:?}"
+        );
+    }
+    assert!(artifacts(&cache).is_empty(), "nothing was stored");
 }

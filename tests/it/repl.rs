@@ -5,7 +5,7 @@
 use crate::support::{KILN, private_cache};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ impl Repl {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("writing a test file");
         }
-        let mut child = Command::new(KILN)
+        let mut child = crate::support::command(KILN)
             .arg("repl")
             .args(args)
             .current_dir(dir.path())

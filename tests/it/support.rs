@@ -1,6 +1,6 @@
 //! Running the real `kiln` binary from tests: with a time limit, capturing both output streams.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +9,34 @@ use std::time::{Duration, Instant};
 
 /// The binary Cargo built for this test run.
 pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// The environment variable naming the program that runs this crate's binaries when this
+/// machine cannot run them itself: the suite built for aarch64 and run under qemu-user on
+/// x86-64 sets `KILN_TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"` (words split on
+/// whitespace), because the kernel cannot exec an aarch64 `kiln` without binfmt_misc. Unset, or
+/// empty, the binaries run directly.
+pub const RUNNER_VAR: &str = "KILN_TEST_RUNNER";
+
+/// The words that start `program` (`kiln`, or another binary this crate built) on this machine:
+/// the runner from [`RUNNER_VAR`], if any, then `program`. For a wrapper that takes the command
+/// as arguments (`sh -c '... exec "$0" "$@"'`); otherwise use [`command`].
+pub fn launcher(program: impl AsRef<OsStr>) -> Vec<OsString> {
+    let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
+    let mut words: Vec<OsString> = runner.split_whitespace().map(OsString::from).collect();
+    words.push(program.as_ref().to_os_string());
+    words
+}
+
+/// A `Command` that starts `program` through [`launcher`]. Every test that spawns `kiln` (or the
+/// examples) builds its command here, so that under emulation each one goes through the runner.
+/// A signal sent to the child then reaches the runner: qemu-user passes SIGINT on to the
+/// program, and SIGKILL ends both.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut words = launcher(program).into_iter();
+    let mut command = Command::new(words.next().expect("the launcher names the program"));
+    command.args(words);
+    command
+}
 
 /// How one run of the binary ended, and what it wrote.
 pub struct Run {
@@ -59,7 +87,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new(KILN);
+    let mut command = command(KILN);
     command
         .args(args)
         .current_dir(cwd)

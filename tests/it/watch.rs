@@ -46,7 +46,7 @@ struct Watched {
 impl Watched {
     /// Starts `kiln watch SCRIPT ARGS...` in `dir` with the tests' cache.
     fn kiln(dir: &Path, script: &str, args: &[&str]) -> Watched {
-        let mut command = Command::new(KILN);
+        let mut command = crate::support::command(KILN);
         command
             .arg("watch")
             .arg(script)
@@ -502,7 +502,7 @@ fn frames(stdout: &str) -> Vec<&str> {
 #[test]
 fn the_example_draws_the_frames_it_was_asked_for() {
     let (_dir, script) = example_script();
-    let mut command = Command::new(example_binary());
+    let mut command = crate::support::command(example_binary());
     command.arg("--frames").arg("20").arg(&script);
     let mut example = Watched::start(command);
     let status = example.wait_for_exit();
@@ -523,7 +523,7 @@ fn the_example_draws_the_frames_it_was_asked_for() {
 #[test]
 fn the_example_reloads_an_edited_script() {
     let (_dir, script) = example_script();
-    let mut command = Command::new(example_binary());
+    let mut command = crate::support::command(example_binary());
     // Enough frames to outlast any slow machine; Ctrl-C ends the run.
     command.arg("--frames").arg("100000").arg(&script);
     let mut example = Watched::start(command);
