@@ -76,12 +76,17 @@ pub fn relocate(
             RelocTarget::SelfOffset(off) => address + u64::from(*off),
         };
         let offset = r.offset as usize;
-        if offset >= len {
+        let field = if r.kind == Reloc::Abs8 { 8 } else { 4 };
+        if offset.checked_add(field).is_none_or(|end| end > len) {
             return Err(format!(
-                "relocation at offset {offset} outside {len} bytes of code"
+                "{:?} relocation at offset {offset} runs past {len} bytes of code",
+                r.kind
             ));
         }
         let place = address + r.offset as u64;
+        let site = |e: &dyn std::fmt::Display| {
+            format!("{:?} at offset {offset} to {:?}: {e}", r.kind, r.target)
+        };
         let patched = reloc::patch(r.kind, image, offset, place, target, r.addend);
         match patched {
             Err(RelocError::OutOfRange { .. }) if r.kind == Reloc::Arm64Call => {
@@ -90,11 +95,11 @@ pub fn relocate(
                 let veneer = next_veneer;
                 next_veneer += VENEER_SIZE;
                 let destination = target.wrapping_add(r.addend as u64);
-                reloc::write_veneer(image, veneer, destination).map_err(|e| e.to_string())?;
+                reloc::write_veneer(image, veneer, destination).map_err(|e| site(&e))?;
                 reloc::patch(r.kind, image, offset, place, address + veneer as u64, 0)
-                    .map_err(|e| format!("call through a veneer: {e}"))?;
+                    .map_err(|e| site(&format!("call through a veneer: {e}")))?;
             }
-            other => other.map_err(|e| e.to_string())?,
+            other => other.map_err(|e| site(&e))?,
         }
     }
     Ok(())
@@ -194,4 +199,23 @@ pub fn link(
         .map(|&off| (base + off as u64) as *const u8)
         .collect();
     Ok(Linked { memory, addresses })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_running_past_the_code_is_refused() {
+        let mut image = [0u8; 12];
+        let reloc = Relocation {
+            offset: 8,
+            kind: Reloc::Abs8,
+            target: RelocTarget::SelfOffset(0),
+            addend: 0,
+        };
+        let err = relocate(&mut image, 12, 0x1000, &[reloc], &[], &|_| None).unwrap_err();
+        assert!(err.contains("runs past 12 bytes"), "{err}");
+        assert_eq!(image, [0; 12], "nothing was written");
+    }
 }

@@ -80,18 +80,21 @@ pub fn patch(
     target: u64,
     addend: i64,
 ) -> Result<(), RelocError> {
-    let value = target.wrapping_add(addend as u64);
+    // Exact arithmetic: an addend must not wrap a small target around the address space
+    // before the distance is taken.
+    let value = i128::from(target) + i128::from(addend);
     match kind {
-        Reloc::Abs8 => write_bytes(code, offset, &value.to_le_bytes()),
+        // A 64-bit absolute field holds any value modulo 2^64.
+        Reloc::Abs8 => write_bytes(code, offset, &(value as u64).to_le_bytes()),
         Reloc::Abs4 => {
             let v = u32::try_from(value).map_err(|_| RelocError::OutOfRange {
                 kind,
-                distance: i128::from(value),
+                distance: value,
             })?;
             write_bytes(code, offset, &v.to_le_bytes())
         }
         Reloc::X86PCRel4 | Reloc::X86CallPCRel4 => {
-            let distance = i128::from(value) - i128::from(place);
+            let distance = value - i128::from(place);
             let v =
                 i32::try_from(distance).map_err(|_| RelocError::OutOfRange { kind, distance })?;
             write_bytes(code, offset, &v.to_le_bytes())
@@ -102,13 +105,13 @@ pub fn patch(
             if insn >> 26 != 0b10_0101 {
                 return Err(RelocError::WrongInstruction { kind, found: insn });
             }
-            if !value.is_multiple_of(4) {
+            if value % 4 != 0 {
                 return Err(RelocError::Misaligned {
                     kind,
-                    target: value,
+                    target: value as u64,
                 });
             }
-            let distance = i128::from(value) - i128::from(place);
+            let distance = value - i128::from(place);
             if !bl_reaches(distance) {
                 return Err(RelocError::OutOfRange { kind, distance });
             }
@@ -121,7 +124,7 @@ pub fn patch(
             if insn & 0x9f00_0000 != 0x9000_0000 {
                 return Err(RelocError::WrongInstruction { kind, found: insn });
             }
-            let pages = (i128::from(value) >> 12) - (i128::from(place) >> 12);
+            let pages = (value >> 12) - (i128::from(place) >> 12);
             // A signed 21-bit page count: ±4 GiB.
             if !(-(1 << 20)..(1 << 20)).contains(&pages) {
                 return Err(RelocError::OutOfRange {
