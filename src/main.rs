@@ -6,7 +6,7 @@ mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use kiln::{CheckOptions, Config, Engine, Error, LoadStats, Target, Value};
-use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key};
+use kiln_cache::{CacheStore, DEFAULT_SIZE_CAP, FileStore, Key, MacKey};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,10 +76,8 @@ enum Command {
         /// Build a module meant for embedding: do not require `fn main()`.
         #[arg(long)]
         lib: bool,
-        /// The cache directory [default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
-        /// ~/.cache/kiln].
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Print this machine's target as `kiln build` takes it (`--target T --features F`).
     Target,
@@ -103,6 +101,14 @@ struct CacheArgs {
     /// Compile everything and store nothing (also `KILN_CACHE=off`).
     #[arg(long)]
     no_cache: bool,
+    /// Sign and check entries with the key in FILE (64 hex digits; `kiln cache new-key` makes
+    /// one) instead of the cache directory's own secret (also `KILN_CACHE_KEY`).
+    #[arg(long, value_name = "FILE")]
+    cache_key: Option<PathBuf>,
+    /// Use a cache prepared elsewhere without writing to it: only entries signed with
+    /// --cache-key are used (also `KILN_CACHE_READ_ONLY=1`).
+    #[arg(long)]
+    cache_read_only: bool,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +125,8 @@ enum CacheAction {
     },
     /// Remove every entry.
     Clear,
+    /// Write a new random cache key to FILE (readable only by you), for `--cache-key`.
+    NewKey { file: PathBuf },
 }
 
 /// The cache directory: the flag, else `KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else
@@ -138,7 +146,8 @@ fn cache_dir(flag: Option<&Path>) -> Option<PathBuf> {
 /// The store `kiln run` uses, or why there is none. A cache that cannot be opened is one
 /// warning, never a failure: the script runs without it.
 fn open_cache(args: &CacheArgs) -> (Option<Arc<FileStore>>, Option<String>) {
-    let off = std::env::var("KILN_CACHE").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let off = env("KILN_CACHE").is_some_and(|v| v.eq_ignore_ascii_case("off"));
     if args.no_cache || off {
         return (None, None);
     }
@@ -148,12 +157,31 @@ fn open_cache(args: &CacheArgs) -> (Option<Arc<FileStore>>, Option<String>) {
             Some("no cache directory (set KILN_CACHE_DIR); running without the cache".into()),
         );
     };
-    match FileStore::open(&dir) {
+    let without = |why: String| (None, Some(format!("{why}; running without the cache")));
+    let key_file = args
+        .cache_key
+        .clone()
+        .or_else(|| env("KILN_CACHE_KEY").map(PathBuf::from));
+    let key = match key_file.as_deref().map(MacKey::read) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(e)) => {
+            let file = key_file.unwrap_or_default();
+            return without(format!("cannot read the cache key {}: {e}", file.display()));
+        }
+    };
+    let read_only = args.cache_read_only || env("KILN_CACHE_READ_ONLY").is_some_and(|v| v == "1");
+    let opened = match (read_only, key) {
+        (true, None) => {
+            return without("a read-only cache needs a key (--cache-key or KILN_CACHE_KEY)".into());
+        }
+        (true, Some(key)) => FileStore::open_read_only(&dir, key),
+        (false, Some(key)) => FileStore::open_with_key(&dir, key),
+        (false, None) => FileStore::open(&dir),
+    };
+    match opened {
         Ok(store) => (Some(Arc::new(store)), None),
-        Err(e) => (
-            None,
-            Some(format!("cannot use the cache: {e}; running without it")),
-        ),
+        Err(e) => without(format!("cannot use the cache: {e}")),
     }
 }
 
@@ -183,14 +211,8 @@ fn main() -> ExitCode {
             target,
             features,
             lib,
-            cache_dir,
-        } => build(
-            &file,
-            target,
-            features.as_deref(),
-            !lib,
-            cache_dir.as_deref(),
-        ),
+            cache,
+        } => build(&file, target, features.as_deref(), !lib, &cache),
         Command::Target => print_target(),
         Command::Cache { action, cache_dir } => cache_command(&action, cache_dir.as_deref()),
     }
@@ -205,8 +227,20 @@ fn cache_command(action: &CacheAction, flag: Option<&Path>) -> ExitCode {
         println!("{}", dir.display());
         return ExitCode::SUCCESS;
     }
+    if let CacheAction::NewKey { file } = action {
+        return match MacKey::generate().and_then(|key| key.write_new(file)) {
+            Ok(()) => {
+                println!("{}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the key {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = FileStore::open(&dir).and_then(|store| match action {
-        CacheAction::Path => unreachable!("handled above"),
+        CacheAction::Path | CacheAction::NewKey { .. } => unreachable!("handled above"),
         CacheAction::Stats => store.stats().map(|s| {
             println!("{}", dir.display());
             println!("entries: {}", s.files);
@@ -377,19 +411,21 @@ fn build(
     triple: Option<String>,
     features: Option<&str>,
     require_main: bool,
-    cache_flag: Option<&Path>,
+    cache: &CacheArgs,
 ) -> ExitCode {
-    let Some(dir) = cache_dir(cache_flag) else {
-        eprintln!("error: no cache directory (set KILN_CACHE_DIR or pass --cache-dir)");
-        return ExitCode::FAILURE;
-    };
-    let store = match FileStore::open(&dir) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("error: cannot use the cache {}: {e}", dir.display());
+    let store = match open_cache(cache) {
+        (Some(store), _) if store.is_read_only() => {
+            eprintln!("error: cannot build into a read-only cache");
+            return ExitCode::FAILURE;
+        }
+        (Some(store), _) => store,
+        (None, why) => {
+            let why = why.unwrap_or_else(|| "the cache is off (--no-cache or KILN_CACHE)".into());
+            eprintln!("error: nothing to build into: {why}");
             return ExitCode::FAILURE;
         }
     };
+    let dir = store.dir().to_owned();
     let target = match triple {
         None => Target::Host,
         Some(triple) => Target::Cross {
@@ -404,7 +440,7 @@ fn build(
         },
     };
     let config = Config {
-        cache: Some(Arc::new(store)),
+        cache: Some(store),
         target: target.clone(),
         ..Config::default()
     };

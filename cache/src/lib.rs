@@ -70,6 +70,7 @@
 
 pub mod artifact;
 pub mod store;
+pub mod trust;
 
 pub use artifact::{
     Artifact, ArtifactError, ArtifactWriter, Function, FunctionInput, MappedArtifact, Reloc,
@@ -79,6 +80,7 @@ pub use store::{
     CacheStore, DEFAULT_SIZE_CAP, Entry, Fallback, FileStore, GcReport, MemoryStore, StoreError,
     StoreStats,
 };
+pub use trust::MacKey;
 
 use std::fmt;
 

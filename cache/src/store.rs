@@ -41,6 +41,7 @@ use memmap2::Mmap;
 
 use crate::Key;
 use crate::artifact::map_read_only;
+use crate::trust::{self, MacKey, TAG_LEN};
 
 /// The default size cap of a cache directory for [`FileStore::gc`]: 512 MiB.
 pub const DEFAULT_SIZE_CAP: u64 = 512 * 1024 * 1024;
@@ -63,6 +64,12 @@ pub trait CacheStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing any previous entry (which is how a corrupt entry
     /// heals).
     fn insert(&self, key: &Key, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Whether [`CacheStore::insert`] can succeed at all; a read-only store says no, so callers
+    /// do not try (and do not warn) after every compile.
+    fn writable(&self) -> bool {
+        true
+    }
 }
 
 impl<T: CacheStore + ?Sized> CacheStore for &T {
@@ -71,6 +78,9 @@ impl<T: CacheStore + ?Sized> CacheStore for &T {
     }
     fn insert(&self, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
         (**self).insert(key, bytes)
+    }
+    fn writable(&self) -> bool {
+        (**self).writable()
     }
 }
 
@@ -81,6 +91,9 @@ impl<T: CacheStore + ?Sized> CacheStore for Box<T> {
     fn insert(&self, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
         (**self).insert(key, bytes)
     }
+    fn writable(&self) -> bool {
+        (**self).writable()
+    }
 }
 
 impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
@@ -90,6 +103,9 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     fn insert(&self, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
         (**self).insert(key, bytes)
     }
+    fn writable(&self) -> bool {
+        (**self).writable()
+    }
 }
 
 /// The bytes of one entry: shared heap bytes (from memory) or a read-only map of a file (from
@@ -97,6 +113,8 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
 #[derive(Clone)]
 pub struct Entry {
     repr: Repr,
+    /// How many of the held bytes are the entry (a file's tag follows them).
+    len: usize,
 }
 
 #[derive(Clone)]
@@ -111,8 +129,10 @@ impl Entry {
         matches!(self.repr, Repr::Mapped(_))
     }
 
-    fn mapped(map: Mmap) -> Entry {
+    /// The first `len` bytes of a mapped file.
+    fn mapped(map: Mmap, len: usize) -> Entry {
         Entry {
+            len: len.min(map.len()),
             repr: Repr::Mapped(Arc::new(map)),
         }
     }
@@ -121,6 +141,7 @@ impl Entry {
 impl From<Arc<[u8]>> for Entry {
     fn from(bytes: Arc<[u8]>) -> Entry {
         Entry {
+            len: bytes.len(),
             repr: Repr::Shared(bytes),
         }
     }
@@ -142,10 +163,11 @@ impl Deref for Entry {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        match &self.repr {
+        let bytes: &[u8] = match &self.repr {
             Repr::Shared(bytes) => bytes,
             Repr::Mapped(map) => map,
-        }
+        };
+        &bytes[..self.len]
     }
 }
 
@@ -179,6 +201,11 @@ pub enum StoreError {
     Scan { path: PathBuf, source: io::Error },
     /// An entry could not be deleted.
     Remove { path: PathBuf, source: io::Error },
+    /// An entry or directory someone else may have written, or an entry whose tag is not this
+    /// cache's (see [`crate::trust`]): refused, never read.
+    Untrusted { path: PathBuf, reason: String },
+    /// The store was opened read-only.
+    ReadOnly { path: PathBuf },
 }
 
 impl StoreError {
@@ -189,37 +216,52 @@ impl StoreError {
             | StoreError::Read { path, .. }
             | StoreError::Write { path, .. }
             | StoreError::Scan { path, .. }
-            | StoreError::Remove { path, .. } => path,
+            | StoreError::Remove { path, .. }
+            | StoreError::Untrusted { path, .. }
+            | StoreError::ReadOnly { path } => path,
         }
     }
 
-    fn io(&self) -> &io::Error {
+    fn io(&self) -> Option<&io::Error> {
         match self {
             StoreError::CreateDir { source, .. }
             | StoreError::Read { source, .. }
             | StoreError::Write { source, .. }
             | StoreError::Scan { source, .. }
-            | StoreError::Remove { source, .. } => source,
+            | StoreError::Remove { source, .. } => Some(source),
+            StoreError::Untrusted { .. } | StoreError::ReadOnly { .. } => None,
         }
     }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self {
-            StoreError::CreateDir { .. } => "cannot create cache directory",
-            StoreError::Read { .. } => "cannot read cache entry",
-            StoreError::Write { .. } => "cannot write cache entry",
-            StoreError::Scan { .. } => "cannot list cache directory",
-            StoreError::Remove { .. } => "cannot remove cache entry",
-        };
-        write!(f, "{what} {}: {}", self.path().display(), self.io())
+        let path = self.path().display();
+        match self {
+            StoreError::CreateDir { source, .. } => {
+                write!(f, "cannot create cache directory {path}: {source}")
+            }
+            StoreError::Read { source, .. } => {
+                write!(f, "cannot read cache entry {path}: {source}")
+            }
+            StoreError::Write { source, .. } => {
+                write!(f, "cannot write cache entry {path}: {source}")
+            }
+            StoreError::Scan { source, .. } => {
+                write!(f, "cannot list cache directory {path}: {source}")
+            }
+            StoreError::Remove { source, .. } => {
+                write!(f, "cannot remove cache entry {path}: {source}")
+            }
+            StoreError::Untrusted { reason, .. } => write!(f, "refusing {path}: {reason}"),
+            StoreError::ReadOnly { .. } => write!(f, "the cache {path} is read-only"),
+        }
     }
 }
 
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.io())
+        self.io().map(|e| e as _)
     }
 }
 
@@ -348,6 +390,10 @@ impl<A: CacheStore, B: CacheStore> CacheStore for Fallback<A, B> {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    /// Signs what this store writes and verifies what it reads.
+    key: MacKey,
+    /// A cache prepared elsewhere: never written, trusted by its tags alone.
+    read_only: bool,
 }
 
 /// How many entries a directory holds and their total size.
@@ -385,15 +431,58 @@ struct Scan {
 
 impl FileStore {
     /// A store in `dir`, creating it (and missing parents) with mode 0700 if needed: cached code
-    /// is executed, so other users must not be able to plant entries. An existing directory's
-    /// mode is left alone.
+    /// is executed, so other users must not be able to plant entries. A directory owned by
+    /// someone else or writable by others is refused. Entries are signed with the per-user
+    /// secret in `dir/key`, created (0600) on first use.
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let dir = dir.into();
-        create_private_dir(&dir).map_err(|source| StoreError::CreateDir {
+        open_private_dir(&dir)?;
+        let key = own_key(&dir)?;
+        Ok(FileStore {
+            dir,
+            key,
+            read_only: false,
+        })
+    }
+
+    /// Like [`FileStore::open`], signing with `key` instead of the directory's own secret: how a
+    /// build machine prepares a cache for users who will open it with
+    /// [`FileStore::open_read_only`] and the same key.
+    pub fn open_with_key(dir: impl Into<PathBuf>, key: MacKey) -> Result<FileStore, StoreError> {
+        let dir = dir.into();
+        open_private_dir(&dir)?;
+        Ok(FileStore {
+            dir,
+            key,
+            read_only: false,
+        })
+    }
+
+    /// A cache prepared elsewhere, used read-only: an entry is used only if its tag proves it
+    /// was written with `key`; nothing is ever written, timestamps included. Ownership is not
+    /// checked (the directory may be shipped with an application): the key is the trust.
+    pub fn open_read_only(dir: impl Into<PathBuf>, key: MacKey) -> Result<FileStore, StoreError> {
+        let dir = dir.into();
+        let metadata = fs::metadata(&dir).map_err(|source| StoreError::Read {
             path: dir.clone(),
             source,
         })?;
-        Ok(FileStore { dir })
+        if !metadata.is_dir() {
+            return Err(StoreError::Read {
+                path: dir,
+                source: io::Error::other("not a directory"),
+            });
+        }
+        Ok(FileStore {
+            dir,
+            key,
+            read_only: true,
+        })
+    }
+
+    /// Whether the store only reads (see [`FileStore::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The store's directory.
@@ -533,12 +622,17 @@ impl FileStore {
 }
 
 impl CacheStore for FileStore {
-    /// Maps the entry's file read-only and marks it as recently used.
+    /// Maps the entry's file read-only, checks who could have written it and its tag, and marks
+    /// it as recently used.
     fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
         let path = self.path_of(key);
         let read_error = |source| StoreError::Read {
             path: path.clone(),
             source,
+        };
+        let refuse = |path: &Path, reason: String| StoreError::Untrusted {
+            path: path.to_owned(),
+            reason,
         };
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -549,19 +643,40 @@ impl CacheStore for FileStore {
         if !metadata.is_file() {
             return Err(read_error(io::Error::other("not a regular file")));
         }
-        // Recency for LRU eviction. Best effort: if the timestamp cannot be set (say, a cache
-        // directory owned by another user), eviction order is merely less precise.
-        let _ = file.set_modified(SystemTime::now());
-        if metadata.len() == 0 {
-            // Not an artifact, but the store returns what it holds; an empty map is not portable.
-            return Ok(Some(Entry::from(Vec::new())));
+        if !self.read_only {
+            if let Some(why) = trust::untrusted(&metadata) {
+                return Err(refuse(&path, why));
+            }
+            let shard = path.parent().unwrap_or(&self.dir);
+            let shard_metadata = fs::metadata(shard).map_err(read_error)?;
+            if let Some(why) = trust::untrusted(&shard_metadata) {
+                return Err(refuse(shard, why));
+            }
+            // Recency for LRU eviction. Best effort: if the timestamp cannot be set, eviction
+            // order is merely less precise.
+            let _ = file.set_modified(SystemTime::now());
+        }
+        let unsigned = || refuse(&path, "it has no valid tag for this cache's key".into());
+        let len = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
+        if len < TAG_LEN {
+            return Err(unsigned());
         }
         let map = map_read_only(&file).map_err(read_error)?;
-        Ok(Some(Entry::mapped(map)))
+        let (bytes, tag) = map.split_at(map.len().min(len) - TAG_LEN);
+        if !self.key.verify(key, bytes, tag) {
+            return Err(unsigned());
+        }
+        let entry_len = bytes.len();
+        Ok(Some(Entry::mapped(map, entry_len)))
     }
 
     /// Writes a temporary file next to the entry, syncs it and renames it into place.
     fn insert(&self, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
         let path = self.path_of(key);
         let shard = path.parent().unwrap_or(&self.dir);
         create_private_dir(shard).map_err(|source| StoreError::CreateDir {
@@ -578,9 +693,69 @@ impl CacheStore for FileStore {
             .tempfile_in(shard)
             .map_err(write_error)?;
         temp.write_all(bytes).map_err(write_error)?;
+        temp.write_all(&self.key.tag(key, bytes))
+            .map_err(write_error)?;
         temp.as_file().sync_all().map_err(write_error)?;
         temp.persist(&path).map_err(|e| write_error(e.error))?;
         Ok(())
+    }
+
+    fn writable(&self) -> bool {
+        !self.read_only
+    }
+}
+
+/// Creates a private cache directory if needed, and refuses one someone else could write.
+fn open_private_dir(dir: &Path) -> Result<(), StoreError> {
+    create_private_dir(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let metadata = fs::metadata(dir).map_err(|source| StoreError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    match trust::untrusted(&metadata) {
+        Some(reason) => Err(StoreError::Untrusted {
+            path: dir.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The directory's own secret, created on first use. A key file others could read or write is
+/// refused: with it they could sign entries this user would run.
+fn own_key(dir: &Path) -> Result<MacKey, StoreError> {
+    let path = dir.join(trust::KEY_FILE);
+    let read = |path: &Path| -> Result<MacKey, StoreError> {
+        let metadata = fs::metadata(path).map_err(|source| StoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if let Some(reason) = trust::exposed_key(&metadata) {
+            return Err(StoreError::Untrusted {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        MacKey::read(path).map_err(|source| StoreError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    if path.exists() {
+        return read(&path);
+    }
+    let key = MacKey::generate().map_err(|source| StoreError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    match key.write_new(&path) {
+        Ok(()) => Ok(key),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(&path),
+        Err(source) => Err(StoreError::Write { path, source }),
     }
 }
 

@@ -16,7 +16,7 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::LibCall;
 use kiln_cache::{
     Artifact, ArtifactError, ArtifactWriter, CacheStore, FunctionInput, Key, RelocInput,
-    VerifiedArtifact,
+    StoreError, VerifiedArtifact,
 };
 use kiln_lang::Span;
 use kiln_lang::program::{ArrayType, Const, Signature, Type, VarType};
@@ -88,6 +88,8 @@ pub enum Miss {
     Corrupt(String),
     /// The store could not be read.
     Unavailable(String),
+    /// The store refused the entry: someone else may have written it (see `kiln_cache::trust`).
+    Untrusted(String),
 }
 
 impl std::fmt::Display for Miss {
@@ -97,6 +99,7 @@ impl std::fmt::Display for Miss {
             Miss::FingerprintMismatch => f.write_str("fingerprint mismatch"),
             Miss::Corrupt(why) => write!(f, "corrupt entry ({why})"),
             Miss::Unavailable(why) => write!(f, "cache unavailable ({why})"),
+            Miss::Untrusted(why) => write!(f, "untrusted entry ({why})"),
         }
     }
 }
@@ -122,7 +125,10 @@ impl ModuleCache {
         let entry = self
             .store
             .get(&Key(*key))
-            .map_err(|e| Miss::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                StoreError::Untrusted { .. } => Miss::Untrusted(e.to_string()),
+                other => Miss::Unavailable(other.to_string()),
+            })?
             .ok_or(Miss::NoEntry)?;
         VerifiedArtifact::new(entry, fingerprint.as_bytes()).map_err(|e| match e {
             ArtifactError::FingerprintMismatch => Miss::FingerprintMismatch,
@@ -161,6 +167,10 @@ impl ModuleCache {
 
     /// Stores a module artifact under `key` and points `pointer` (the file's) at it.
     pub fn store(&self, key: &[u8; 32], pointer: &[u8; 32], bytes: &[u8]) -> Result<(), String> {
+        if !self.store.writable() {
+            // A cache used read-only: compiled code lives only in memory.
+            return Ok(());
+        }
         self.store
             .insert(&Key(*key), bytes)
             .and_then(|()| self.store.insert(&Key(*pointer), key))

@@ -42,6 +42,15 @@ pub struct Config {
     pub array_stack_size: usize,
     /// The most native stack a call may use (it is also bounded by the calling thread's stack).
     pub max_native_stack: usize,
+    /// The largest script source a load or reload accepts, in bytes.
+    pub max_source_bytes: usize,
+    /// The most functions a module may define.
+    pub max_functions: usize,
+    /// The longest a load or reload may spend checking and compiling; `None` for no limit.
+    /// With untrusted scripts, together with the source-size and function-count limits, this
+    /// bounds what a script can cost before it runs (`max_call_depth` and interrupts bound it
+    /// while it runs).
+    pub compile_time_limit: Option<Duration>,
     pub codegen: CodegenOptions,
     /// The machine the code is for. An engine for another target cannot run scripts; it builds
     /// cache artifacts ([`Engine::build_file`]) for machines of that kind.
@@ -60,6 +69,9 @@ impl std::fmt::Debug for Config {
             capture_output,
             array_stack_size,
             max_native_stack,
+            max_source_bytes,
+            max_functions,
+            compile_time_limit,
             codegen,
             target,
             cache,
@@ -69,6 +81,9 @@ impl std::fmt::Debug for Config {
             .field("capture_output", capture_output)
             .field("array_stack_size", array_stack_size)
             .field("max_native_stack", max_native_stack)
+            .field("max_source_bytes", max_source_bytes)
+            .field("max_functions", max_functions)
+            .field("compile_time_limit", compile_time_limit)
             .field("codegen", codegen)
             .field("target", target)
             .field("cache", &cache.as_ref().map(|_| "CacheStore"))
@@ -84,6 +99,9 @@ impl Default for Config {
             // Room for one array of the largest size, 2^24 floats, and then some.
             array_stack_size: 256 << 20,
             max_native_stack: 1 << 30,
+            max_source_bytes: 64 << 20,
+            max_functions: 1_000_000,
+            compile_time_limit: None,
             codegen: CodegenOptions::default(),
             target: Target::Host,
             cache: None,
@@ -114,6 +132,17 @@ struct CompiledFunctions {
 const COMPILED_BUDGET: usize = 64 << 20;
 
 impl EngineShared {
+    fn check_source_size(&self, len: usize) -> Result<(), Error> {
+        let max = self.config.max_source_bytes;
+        if len > max {
+            return Err(Error::Limit(format!(
+                "the script is {len} bytes; this engine accepts at most {max} \
+                 (Config::max_source_bytes)"
+            )));
+        }
+        Ok(())
+    }
+
     fn remember<'a>(&self, functions: impl Iterator<Item = &'a CompiledOne>) {
         let mut seen = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         for f in functions {
@@ -367,6 +396,7 @@ impl Loader<'_> {
     ) -> Result<Built, Error> {
         let start = Instant::now();
         let shared = &**self.shared;
+        shared.check_source_size(bytes.len())?;
         if shared.config.target != Target::Host {
             return Err(Error::Config(format!(
                 "this engine compiles for {}; it can build cache artifacts for it, not run scripts",
@@ -493,6 +523,7 @@ impl Loader<'_> {
         keys: &Option<([u8; 32], [u8; 32])>,
         mut report: CacheStats,
     ) -> Result<CompiledSource, Error> {
+        let started = Instant::now();
         let shared = &**self.shared;
         let fingerprint = &shared.fingerprint;
         let hosts = self.host_signatures();
@@ -532,6 +563,17 @@ impl Loader<'_> {
             }
         }
         let program = program?;
+        let config = &shared.config;
+        if program.functions.len() > config.max_functions {
+            return Err(Error::Limit(format!(
+                "the module defines {} functions; this engine accepts at most {} \
+                 (Config::max_functions)",
+                program.functions.len(),
+                config.max_functions
+            )));
+        }
+        let deadline = config.compile_time_limit.map(|limit| started + limit);
+        check_deadline(deadline, config)?;
         let parsed = Instant::now();
 
         let carried = |i: usize| -> Option<CompiledOne> {
@@ -566,7 +608,19 @@ impl Loader<'_> {
         };
         let reuse = |key: &[u8; 32]| by_key.get(key).cloned().or_else(|| shared.compiled(key));
         let keyed = (cache.is_some() || previous.is_some()).then_some(fingerprint);
-        let compiled = compile_program(&shared.isa, keyed, &program, &hosts, &carried, &reuse)?;
+        let compiled = compile_program(
+            &shared.isa,
+            keyed,
+            &program,
+            &hosts,
+            &carried,
+            &reuse,
+            deadline,
+        )
+        .map_err(|e| match e {
+            Error::Limit(_) => check_deadline(deadline, config).err().unwrap_or(e),
+            other => other,
+        })?;
         let compiled_at = Instant::now();
         if cache.is_some() {
             shared.remember(compiled.functions.iter().filter(|f| !f.reused));
@@ -704,6 +758,7 @@ impl Loader<'_> {
                 "building an artifact needs a cache to store it in (Config::cache)".into(),
             ));
         };
+        shared.check_source_size(bytes.len())?;
         let cache = ModuleCache::new(store);
         let fingerprint = &shared.fingerprint;
         let hosts = self.host_signatures();
@@ -917,6 +972,7 @@ fn compile_program(
     hosts: &[HostSignature],
     carried: &dyn Fn(usize) -> Option<CompiledOne>,
     reuse: &(dyn Fn(&[u8; 32]) -> Option<Arc<CompiledFunction>> + Sync),
+    deadline: Option<Instant>,
 ) -> Result<CompiledProgram, Error> {
     // Only the functions to lower are spread over threads: after a small edit, that is one.
     let (carried_in, to_lower): (Vec<usize>, Vec<usize>) =
@@ -945,6 +1001,9 @@ fn compile_program(
         let mut out = Vec::with_capacity(n / threads + 1);
         for &i in to_lower.iter().skip(t).step_by(threads) {
             let started = Instant::now();
+            if deadline.is_some_and(|d| started > d) {
+                return Err(OVER_TIME.to_string());
+            }
             let lowered = lower_function(&**isa, program, hosts, FuncId(i as u32), &mut fctx);
             // The key must be taken before compiling, which optimizes the CLIF in place.
             let key = fingerprint.map(|fp| function_key(fp, &lowered));
@@ -997,7 +1056,10 @@ fn compile_program(
     let parts = parts
         .into_iter()
         .collect::<Result<Vec<_>, String>>()
-        .map_err(Error::Internal)?;
+        .map_err(|e| match e.as_str() {
+            OVER_TIME => Error::Limit(e),
+            _ => Error::Internal(e),
+        })?;
     let lower = parts.iter().map(|p| p.lower).sum();
     let codegen = parts.iter().map(|p| p.codegen).sum();
     for (i, f) in parts.into_iter().flat_map(|p| p.functions) {
@@ -1013,6 +1075,21 @@ fn compile_program(
         lower,
         codegen,
     })
+}
+
+/// What a compile thread returns when the compile-time limit passed; the caller words the error.
+const OVER_TIME: &str = "over the compile-time limit";
+
+/// Fails once `deadline` has passed.
+fn check_deadline(deadline: Option<Instant>, config: &Config) -> Result<(), Error> {
+    match (deadline, config.compile_time_limit) {
+        (Some(deadline), Some(limit)) if Instant::now() > deadline => Err(Error::Limit(format!(
+            "compiling the module took longer than this engine allows ({} ms, \
+             Config::compile_time_limit)",
+            limit.as_millis()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Fresh storage for a global of type `ty`, set to `init`.
@@ -1080,7 +1157,10 @@ impl CacheStats {
     pub(crate) fn miss(&mut self, text: String, why: &Miss) {
         if matches!(
             why,
-            Miss::Corrupt(_) | Miss::FingerprintMismatch | Miss::Unavailable(_)
+            Miss::Corrupt(_)
+                | Miss::FingerprintMismatch
+                | Miss::Unavailable(_)
+                | Miss::Untrusted(_)
         ) {
             self.warn(format!("{text}; recompiling"));
         }

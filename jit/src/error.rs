@@ -32,6 +32,9 @@ pub enum Error {
     },
     /// A host function could not be registered.
     Host { name: String, message: String },
+    /// The script is larger, has more functions or takes longer to compile than the engine's
+    /// configuration allows (`Config::max_source_bytes`, `max_functions`, `compile_time_limit`).
+    Limit(String),
     /// The engine's configuration is unusable.
     Config(String),
     /// Code generation failed; this is a bug in Kiln.
@@ -67,6 +70,7 @@ impl std::fmt::Display for Error {
             Error::Host { name, message } => {
                 write!(f, "cannot register host function `{name}`: {message}")
             }
+            Error::Limit(message) => write!(f, "{message}"),
             Error::Config(message) => write!(f, "invalid engine configuration: {message}"),
             Error::Internal(message) => write!(f, "internal compiler error: {message}"),
         }

@@ -741,3 +741,45 @@ fn an_engine_for_another_target_builds_but_never_runs() {
         Err(Error::Config(_))
     ));
 }
+
+#[test]
+fn limits_for_untrusted_scripts_are_clear_errors() {
+    let limited = |config: Config| Engine::new(config).unwrap();
+    let three = "fn a() {} fn b() {} fn c() {}";
+    let limit_message = |result: Result<Module, Error>| match result {
+        Err(Error::Limit(message)) => message,
+        other => panic!("expected a limit error, got {:?}", other.map(|_| ())),
+    };
+
+    let small = limited(Config {
+        max_source_bytes: 16,
+        ..Config::default()
+    });
+    let message = limit_message(small.load_str("big.kl", three));
+    assert_eq!(
+        message,
+        "the script is 29 bytes; this engine accepts at most 16 (Config::max_source_bytes)"
+    );
+    let module = small.load_str("ok.kl", "fn a() {}").unwrap();
+    assert!(matches!(module.reload_str(three), Err(Error::Limit(_))));
+    assert_eq!(module.generation(), 0, "the refused reload changed nothing");
+
+    let few = limited(Config {
+        max_functions: 2,
+        ..Config::default()
+    });
+    let message = limit_message(few.load_str("many.kl", three));
+    assert!(message.contains("defines 3 functions") && message.contains("max_functions"));
+
+    let hurried = limited(Config {
+        compile_time_limit: Some(Duration::ZERO),
+        ..Config::default()
+    });
+    let message = limit_message(hurried.load_str("slow.kl", three));
+    assert!(message.contains("Config::compile_time_limit"), "{message}");
+    let patient = limited(Config {
+        compile_time_limit: Some(Duration::from_secs(60)),
+        ..Config::default()
+    });
+    patient.load_str("fine.kl", three).unwrap();
+}

@@ -15,7 +15,7 @@
 //! the user's cache.
 
 use crate::support::{self, Run, kiln, run_with_limit};
-use kiln_cache::{Artifact, ArtifactWriter, FunctionInput, RelocInput};
+use kiln_cache::{Artifact, ArtifactWriter, FunctionInput, Key, MacKey, RelocInput};
 use kiln_lang::generate::{Shape, realistic_program};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -23,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Generous for a debug build on a loaded two-core machine; a run that takes longer is hung.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -293,19 +293,41 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Every regular file under `dir` that is not an entry (temporary files, for example).
+/// Every regular file under `dir` that is not an entry (temporary files, for example), besides
+/// the cache's own secret.
 fn other_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     walk(dir, &mut |path| {
-        if !path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_key_name)
-        {
+        let name = path.file_name().and_then(|n| n.to_str());
+        if !name.is_some_and(is_key_name) && path != dir.join(KEY_FILE) {
             found.push(path.to_path_buf());
         }
     });
     found
+}
+
+/// The file in a cache directory holding the secret that signs its entries.
+const KEY_FILE: &str = "key";
+
+/// Bytes of the tag after each entry file's bytes.
+const TAG_LEN: usize = 32;
+
+/// An entry file's bytes, without its tag.
+fn unsigned(path: &Path) -> Vec<u8> {
+    let mut bytes = fs::read(path).unwrap();
+    bytes.truncate(bytes.len().saturating_sub(TAG_LEN));
+    bytes
+}
+
+/// Writes `bytes` as the entry file at `path` with the tag `cache`'s own secret gives them: as
+/// if the cache itself had written them, so only the checks behind the tag can refuse them.
+fn write_signed(cache: &Path, path: &Path, bytes: &[u8]) {
+    let secret = MacKey::read(&cache.join(KEY_FILE)).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let key = Key::from_hex(name).unwrap();
+    let mut signed = bytes.to_vec();
+    signed.extend_from_slice(&secret.tag(&key, bytes));
+    fs::write(path, signed).unwrap();
 }
 
 /// Calls `visit` on every regular file under `dir`, without following symbolic links. A missing
@@ -346,14 +368,16 @@ fn pointers(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Applies `damage` to every module artifact under `cache`; there must be at least one.
+/// Applies `damage` to every module artifact under `cache` (there must be at least one) and
+/// signs the result: damage a writer did before signing, which the artifact's own checks must
+/// catch. (Damage after signing fails the tag; see `trust`.)
 fn damage_artifacts(what: &str, cache: &Path, damage: &Damage) {
     let found = artifacts(cache);
     assert!(!found.is_empty(), "{what}: no module artifact to damage");
     for path in found {
-        let mut bytes = fs::read(&path).unwrap();
+        let mut bytes = unsigned(&path);
         damage(&mut bytes);
-        fs::write(&path, bytes).unwrap();
+        write_signed(cache, &path, &bytes);
     }
 }
 
@@ -651,7 +675,7 @@ fn an_artifact_for_another_engine_is_recompiled_and_rewritten() {
 
     // The rebuilding below is faithful: with the same fingerprint it gives the same bytes.
     for path in artifacts(&cache) {
-        let bytes = fs::read(&path).unwrap();
+        let bytes = unsigned(&path);
         let own = bytes[layout(&bytes).fingerprint].to_vec();
         assert!(!own.is_empty(), "an empty engine fingerprint");
         assert_eq!(with_fingerprint(&bytes, &own), bytes);
@@ -741,12 +765,13 @@ fn an_entry_under_another_key_never_runs_in_its_place() {
             "each script wrote its artifact: {:?}",
             entries(&cache)
         );
-        let a_artifact = fs::read(&a_artifacts[0]).unwrap();
+        let a_artifact = unsigned(&a_artifacts[0]);
         let (a_name, b_name) = (a.name(), b.name());
 
-        // a's artifact in every file of b's artifacts.
+        // a's artifact in every file of b's artifacts, signed for b's keys (as a cache with a
+        // bug could have written them): the artifact's embedded module key refuses it.
         for p in &b_artifacts {
-            fs::write(p, &a_artifact).unwrap();
+            write_signed(&cache, p, &a_artifact);
         }
         let what = format!("{b_name} with {a_name}'s artifact in its place");
         let (stats, _) = b.run_verbose(&what, &cache);
@@ -757,14 +782,14 @@ fn an_entry_under_another_key_never_runs_in_its_place() {
         // Every other entry of b (pointers, indexes) replaced by each of a's in turn, with the
         // artifacts replaced too.
         for (i, pointer) in a_pointers.iter().enumerate() {
-            let content = fs::read(pointer).unwrap();
+            let content = unsigned(pointer);
             let b_now: Vec<PathBuf> = entries(&cache)
                 .into_iter()
                 .filter(|p| !a_entries.contains(p))
                 .collect();
             for p in &b_now {
                 let is_artifact = fs::read(p).unwrap().starts_with(MAGIC);
-                fs::write(p, if is_artifact { &a_artifact } else { &content }).unwrap();
+                write_signed(&cache, p, if is_artifact { &a_artifact } else { &content });
             }
             let what =
                 format!("{b_name} with {a_name}'s entries in place of its own (pointer {i})");
@@ -1493,11 +1518,18 @@ fn an_artifact_built_for_another_target_never_runs_here() {
         .filter(|p| !foreign.contains(p))
         .collect();
     assert_eq!(own.len(), 1, "one artifact for this machine");
+    // Copied as it is, its tag is for another key: refused before it is read.
     fs::copy(&foreign[0], &own[0]).unwrap();
-    let (stats, stderr) = script.run_verbose("the aarch64 artifact in place of ours", &cache);
+    let (stats, stderr) = script.run_verbose("the aarch64 artifact copied over ours", &cache);
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(mentions(&stderr, &["untrusted", "tag"]), "{stderr}");
+    script.heals("the aarch64 artifact copied over ours", &cache);
+    // Signed for our key, its fingerprint refuses it.
+    write_signed(&cache, &own[0], &unsigned(&foreign[0]));
+    let (stats, stderr) = script.run_verbose("the aarch64 artifact signed as ours", &cache);
     assert!(!stats.module_hit, "{stderr}");
     assert!(mentions(&stderr, &["fingerprint"]), "{stderr}");
-    script.heals("the aarch64 artifact in place of ours", &cache);
+    script.heals("the aarch64 artifact signed as ours", &cache);
 }
 
 #[test]
@@ -1539,4 +1571,181 @@ fn kiln_build_refuses_unknown_targets_and_features_clearly() {
         );
     }
     assert!(artifacts(&cache).is_empty(), "nothing was stored");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust: who may have written an entry (SECURITY.md)
+
+/// Sets a file's or directory's permission bits.
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every file under `dir` with its bytes and modification time: to show nothing was written.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
+    let mut files = Vec::new();
+    walk(dir, &mut |p| {
+        let modified = fs::metadata(p).unwrap().modified().unwrap();
+        files.push((p.to_path_buf(), fs::read(p).unwrap(), modified));
+    });
+    files.sort();
+    files
+}
+
+#[test]
+fn an_entry_signed_by_another_cache_is_recompiled_not_run() {
+    let sandbox = Sandbox::new();
+    let (mine, theirs) = (sandbox.cache(), sandbox.path().join("theirs"));
+    let script = Script::realistic(sandbox.path(), "copied.kl", 20, 21);
+    script.prime(&theirs);
+    script.prime(&mine);
+    // Their entries, every checksum and fingerprint right, copied over mine.
+    for path in entries(&theirs) {
+        let relative = path.strip_prefix(&theirs).unwrap();
+        fs::copy(&path, mine.join(relative)).unwrap();
+    }
+    let (stats, stderr) = script.run_verbose("their entries in my cache", &mine);
+    assert!(!stats.module_hit && stats.cache_hits == 0, "{stderr}");
+    assert!(mentions(&stderr, &["untrusted"]), "{stderr}");
+    script.heals("their entries in my cache", &mine);
+}
+
+#[test]
+fn entries_and_directories_others_can_write_are_refused() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    let script = Script::realistic(sandbox.path(), "shared.kl", 20, 22);
+    script.prime(&cache);
+    let artifact = artifacts(&cache).remove(0);
+    let shard = artifact.parent().unwrap().to_path_buf();
+
+    chmod(&artifact, 0o666);
+    let (stats, stderr) = script.run_verbose("an artifact others can write", &cache);
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(mentions(&stderr, &["writable by other users"]), "{stderr}");
+    script.heals("an artifact others can write", &cache);
+
+    chmod(&shard, 0o777);
+    for run in ["first", "second"] {
+        let what = format!("a subdirectory others can write, {run} run");
+        let (stats, stderr) = script.run_verbose(&what, &cache);
+        assert!(!stats.module_hit, "{what}: {stderr}");
+        assert!(
+            mentions(&stderr, &["writable by other users"]),
+            "{what}: {stderr}"
+        );
+    }
+    chmod(&shard, 0o700);
+    script.warm_up(&cache);
+
+    chmod(&cache, 0o777);
+    let run = kiln(script.args(&cache, &[]), script.dir(), TIME_LIMIT);
+    let stats = check(
+        "a cache directory others can write",
+        &script,
+        &run,
+        Verbose::No,
+    );
+    assert!(!stats.module_hit, "{}", run.describe());
+    let stderr = run.stderr_text();
+    assert!(
+        stderr.contains("writable by other users") && stderr.contains("without the cache"),
+        "{stderr}"
+    );
+    chmod(&cache, 0o700);
+    assert_warm(
+        "the directory made private again",
+        script.run("again", &cache),
+    );
+}
+
+#[test]
+fn an_artifact_another_user_owns_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    let script = Script::realistic(sandbox.path(), "owned.kl", 20, 23);
+    script.prime(&cache);
+    let artifact = artifacts(&cache).remove(0);
+    if fs::metadata(&artifact).unwrap().uid() != 0 {
+        // Only root can give a file away; the unit tests of `kiln_cache::trust` cover the check.
+        eprintln!("note: not root; the ownership refusal is not exercised end to end");
+        return;
+    }
+    std::os::unix::fs::chown(&artifact, Some(65534), None).unwrap();
+    let (stats, stderr) = script.run_verbose("an artifact owned by user 65534", &cache);
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(mentions(&stderr, &["owned by user 65534"]), "{stderr}");
+    script.heals("an artifact owned by user 65534", &cache);
+}
+
+#[test]
+fn a_key_file_others_can_read_turns_the_cache_off() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    let script = Script::realistic(sandbox.path(), "exposed.kl", 10, 24);
+    script.prime(&cache);
+    chmod(&cache.join(KEY_FILE), 0o644);
+    let run = kiln(script.args(&cache, &[]), script.dir(), TIME_LIMIT);
+    let stats = check("an exposed key", &script, &run, Verbose::No);
+    assert!(!stats.module_hit);
+    let stderr = run.stderr_text();
+    assert!(
+        stderr.contains("readable by other users") && stderr.contains("without the cache"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_read_only_cache_is_used_only_with_its_key() {
+    let sandbox = Sandbox::new();
+    let prepared = sandbox.path().join("prepared");
+    let script = Script::realistic(sandbox.path(), "shipped.kl", 20, 25);
+    let key = sandbox.path().join("ci.key");
+    let other = sandbox.path().join("other.key");
+    for file in [&key, &other] {
+        let run = kiln(
+            [OsString::from("cache"), "new-key".into(), file.into()],
+            sandbox.path(),
+            TIME_LIMIT,
+        );
+        assert_eq!(run.code, Some(0), "{}", run.describe());
+    }
+    let key_arg = |file: &Path| vec!["--cache-key".to_string(), file.display().to_string()];
+    script.build(&prepared, &key_arg(&key));
+    let before = snapshot(&prepared);
+
+    let read_only = |file: &Path| {
+        let mut extra = key_arg(file);
+        extra.push("--cache-read-only".into());
+        extra
+    };
+    let run_with = |extra: &[String], what: &str| {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let run = kiln(script.args(&prepared, &extra), script.dir(), TIME_LIMIT);
+        (check(what, &script, &run, Verbose::No), run.stderr_text())
+    };
+    let (stats, _) = run_with(&read_only(&key), "read-only with the key it was built with");
+    assert_warm("read-only with its key", stats);
+
+    let (stats, stderr) = run_with(&read_only(&other), "read-only with another key");
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(mentions(&stderr, &["untrusted"]), "{stderr}");
+
+    let (stats, stderr) = run_with(
+        &["--cache-read-only".to_string()],
+        "read-only without a key",
+    );
+    assert!(!stats.module_hit, "{stderr}");
+    assert!(stderr.contains("needs a key"), "{stderr}");
+    assert_eq!(
+        snapshot(&prepared),
+        before,
+        "a read-only cache is never written"
+    );
+
+    // The directory's own secret is not the key it was built with either.
+    let (stats, stderr) = run_with(&[], "the prepared cache opened as a private one");
+    assert!(!stats.module_hit, "{stderr}");
 }

@@ -59,7 +59,9 @@ fn file_store_round_trips_through_maps() {
     let path = store.path_of(&key(1));
     assert_eq!(path, store.dir().join("01").join(key(1).to_string()));
     assert!(path.is_file());
-    assert_eq!(store.stats().unwrap(), StoreStats { files: 2, bytes: 8 });
+    // Each file is the entry's bytes and its tag.
+    let bytes = 8 + 2 * TAG_LEN as u64;
+    assert_eq!(store.stats().unwrap(), StoreStats { files: 2, bytes });
     // Another handle on the same directory sees the same entries.
     let again = FileStore::open(store.dir()).unwrap();
     assert_eq!(&*again.get(&key(1)).unwrap().unwrap(), b"replaced");
@@ -98,16 +100,30 @@ fn a_mapped_entry_survives_replacement_and_removal() {
 }
 
 #[test]
-fn file_store_get_returns_exactly_the_bytes_on_disk() {
-    // Damage done behind the store's back (a truncated or corrupted file) is handed back as is:
-    // the artifact's own checksums are what catch it, not the store.
+fn bytes_changed_behind_the_stores_back_are_refused() {
+    // Damage done behind the store's back (a truncated or corrupted file, or a file from
+    // another cache) fails the tag: the store never hands it out.
     let (_dir, store) = store();
     store.insert(&key(7), b"0123456789").unwrap();
     let path = store.path_of(&key(7));
-    fs::write(&path, b"01234").unwrap();
-    assert_eq!(&*store.get(&key(7)).unwrap().unwrap(), b"01234");
-    fs::write(&path, b"").unwrap();
-    assert_eq!(&*store.get(&key(7)).unwrap().unwrap(), b"");
+    let signed = fs::read(&path).unwrap();
+    assert_eq!(&signed[..10], b"0123456789");
+    for damaged in [&signed[..5], b"", &signed[1..]] {
+        fs::write(&path, damaged).unwrap();
+        let refused = store.get(&key(7));
+        assert!(
+            matches!(&refused, Err(StoreError::Untrusted { reason, .. }) if reason.contains("tag")),
+            "{refused:?}"
+        );
+    }
+    // Another cache's secret signs differently.
+    let (_other_dir, other) = self::store();
+    other.insert(&key(7), b"0123456789").unwrap();
+    fs::copy(other.path_of(&key(7)), &path).unwrap();
+    assert!(matches!(
+        store.get(&key(7)),
+        Err(StoreError::Untrusted { .. })
+    ));
     // A non-file where an entry should be is an error, not a panic.
     fs::remove_file(&path).unwrap();
     fs::create_dir(&path).unwrap();
@@ -115,6 +131,82 @@ fn file_store_get_returns_exactly_the_bytes_on_disk() {
     assert!(matches!(
         store.insert(&key(7), b"x"),
         Err(StoreError::Write { .. })
+    ));
+}
+
+#[test]
+fn a_cache_prepared_with_a_key_is_used_read_only_with_that_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = MacKey::generate().unwrap();
+    let writer = FileStore::open_with_key(dir.path().join("cache"), shipped.clone()).unwrap();
+    writer.insert(&key(1), b"prepared").unwrap();
+    let before = writer.stats().unwrap();
+
+    let reader = FileStore::open_read_only(writer.dir(), shipped).unwrap();
+    assert!(reader.is_read_only() && !reader.writable());
+    assert_eq!(&*reader.get(&key(1)).unwrap().unwrap(), b"prepared");
+    assert!(matches!(
+        reader.insert(&key(2), b"x"),
+        Err(StoreError::ReadOnly { .. })
+    ));
+    assert_eq!(reader.stats().unwrap(), before, "nothing was written");
+
+    let wrong = FileStore::open_read_only(writer.dir(), MacKey::generate().unwrap()).unwrap();
+    assert!(matches!(
+        wrong.get(&key(1)),
+        Err(StoreError::Untrusted { .. })
+    ));
+    // The directory's own secret is not the shipped key either.
+    let own = FileStore::open(writer.dir()).unwrap();
+    assert!(matches!(
+        own.get(&key(1)),
+        Err(StoreError::Untrusted { .. })
+    ));
+    assert!(matches!(
+        FileStore::open_read_only(dir.path().join("missing"), MacKey::generate().unwrap()),
+        Err(StoreError::Read { .. })
+    ));
+}
+
+#[cfg(unix)]
+#[test]
+fn entries_and_directories_others_can_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, store) = store();
+    store.insert(&key(0xab), b"x").unwrap();
+    let path = store.path_of(&key(0xab));
+    let shard = path.parent().unwrap().to_owned();
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+
+    mode(&path, 0o666);
+    let refused = store.get(&key(0xab));
+    assert!(
+        matches!(&refused, Err(StoreError::Untrusted { reason, .. }) if reason.contains("writable by other users")),
+        "{refused:?}"
+    );
+    mode(&path, 0o644);
+    assert!(store.get(&key(0xab)).is_ok());
+
+    mode(&shard, 0o777);
+    assert!(matches!(
+        store.get(&key(0xab)),
+        Err(StoreError::Untrusted { path, .. }) if path == shard
+    ));
+    mode(&shard, 0o700);
+
+    mode(store.dir(), 0o777);
+    assert!(matches!(
+        FileStore::open(store.dir()),
+        Err(StoreError::Untrusted { .. })
+    ));
+    mode(store.dir(), 0o700);
+
+    // A secret others can read could sign entries for them.
+    let key_file = store.dir().join(trust::KEY_FILE);
+    mode(&key_file, 0o644);
+    assert!(matches!(
+        FileStore::open(store.dir()),
+        Err(StoreError::Untrusted { path, .. }) if path == key_file
     ));
 }
 
@@ -142,7 +234,9 @@ fn an_artifact_damaged_in_the_store_is_caught_by_its_checksums() {
         &[0xc3; 40]
     );
 
-    fs::write(store.path_of(&key(1)), &bytes[..bytes.len() - 1]).unwrap();
+    // Behind the tag, the artifact's checksums catch what a writer got wrong: bytes damaged
+    // before they were signed.
+    store.insert(&key(1), &bytes[..bytes.len() - 1]).unwrap();
     let entry = store.get(&key(1)).unwrap().unwrap();
     assert!(matches!(
         VerifiedArtifact::new(entry, b"engine"),
@@ -151,7 +245,7 @@ fn an_artifact_damaged_in_the_store_is_caught_by_its_checksums() {
     let mut flipped = bytes.clone();
     let code_at = bytes.windows(40).position(|w| w == [0xc3; 40]).unwrap();
     flipped[code_at + 20] ^= 1;
-    fs::write(store.path_of(&key(1)), &flipped).unwrap();
+    store.insert(&key(1), &flipped).unwrap();
     let entry = store.get(&key(1)).unwrap().unwrap();
     assert!(matches!(
         VerifiedArtifact::new(entry, b"engine"),
@@ -194,7 +288,7 @@ fn fallback_survives_a_failing_tier() {
     let disk = FileStore::open(dir.path().join("cache")).unwrap();
     let both = Fallback::new(MemoryStore::new(), disk);
     // Break the disk tier: its directory becomes a regular file.
-    fs::remove_dir(dir.path().join("cache")).unwrap();
+    fs::remove_dir_all(dir.path().join("cache")).unwrap();
     fs::write(dir.path().join("cache"), b"").unwrap();
     // The insert reaches the memory tier and reports the disk's error.
     assert!(matches!(
@@ -222,19 +316,21 @@ fn gc_evicts_least_recently_used_first_but_never_what_is_in_use() {
     store.get(&key(2)).unwrap().unwrap();
     assert!(used(&store.path_of(&key(2))) > before);
 
-    // Order of use, oldest first: 1, 3, 4, 5, 2. Key 1 is in use, so 3 and 4 go.
+    // Order of use, oldest first: 1, 3, 4, 5, 2. Key 1 is in use, so 3 and 4 go. Each file
+    // holds 100 bytes and its tag.
+    let file = 100 + TAG_LEN as u64;
     let in_use = HashSet::from([key(1)]);
-    let report = store.gc(300, &in_use).unwrap();
+    let report = store.gc(3 * file, &in_use).unwrap();
     assert_eq!(
         report,
         GcReport {
             removed: StoreStats {
                 files: 2,
-                bytes: 200
+                bytes: 2 * file
             },
             kept: StoreStats {
                 files: 3,
-                bytes: 300
+                bytes: 3 * file
             },
             stale_temp_files: 0,
         }
@@ -246,14 +342,14 @@ fn gc_evicts_least_recently_used_first_but_never_what_is_in_use() {
 
     // Under the cap, nothing goes.
     assert_eq!(
-        store.gc(300, &HashSet::new()).unwrap().removed,
+        store.gc(3 * file, &HashSet::new()).unwrap().removed,
         StoreStats::default()
     );
     // In-use entries are kept even when they alone exceed the cap.
     let all = HashSet::from([key(1), key(2), key(5)]);
     let report = store.gc(0, &all).unwrap();
     assert_eq!(report.removed, StoreStats::default());
-    assert_eq!(report.kept.bytes, 300);
+    assert_eq!(report.kept.bytes, 3 * file);
     assert_eq!(
         store.gc(0, &HashSet::new()).unwrap().kept,
         StoreStats::default()
@@ -274,7 +370,8 @@ fn gc_removes_stale_temporary_files_and_ignores_strangers() {
     fs::write(store.dir().join("README"), b"not ours").unwrap();
     fs::write(shard.join(key(0xcd).to_string()), b"misplaced").unwrap();
 
-    assert_eq!(store.stats().unwrap(), StoreStats { files: 1, bytes: 5 });
+    let bytes = 5 + TAG_LEN as u64;
+    assert_eq!(store.stats().unwrap(), StoreStats { files: 1, bytes });
     let report = store.gc(DEFAULT_SIZE_CAP, &HashSet::new()).unwrap();
     assert_eq!(report.stale_temp_files, 1);
     assert!(!stale.exists());
@@ -282,7 +379,7 @@ fn gc_removes_stale_temporary_files_and_ignores_strangers() {
     assert!(store.dir().join("README").exists());
 
     let removed = store.clear().unwrap();
-    assert_eq!(removed, StoreStats { files: 1, bytes: 5 });
+    assert_eq!(removed, StoreStats { files: 1, bytes });
     assert!(!fresh.exists());
     assert!(store.dir().join("README").exists());
     assert_eq!(store.stats().unwrap(), StoreStats::default());
