@@ -2,14 +2,16 @@
 //! combinator putting the first in front of the second.
 //!
 //! Entries are opaque bytes here (in practice artifacts, which carry their own checksums); a store
-//! never looks inside them. A store hands back exactly the bytes it holds, corrupt or not: deciding
-//! whether they are usable is the artifact reader's job.
+//! never looks inside them. Whether the bytes are usable is the artifact reader's job; who could
+//! have written them is the [`FileStore`]'s: it refuses an entry that others could have written
+//! or whose tag is not its key's (see [`crate::trust`]), and otherwise hands back exactly the
+//! bytes that were inserted.
 //!
 //! # The directory store and concurrency
 //! [`FileStore`] keeps one file per key, named by the key's hex digits and sharded into
-//! subdirectories by its first two. Every write goes to a fresh temporary file in the entry's own
-//! subdirectory (same file system, so the rename is atomic), is flushed with `sync_all`, and is
-//! renamed over the final name. Hence:
+//! subdirectories by its first two; a file holds the entry's bytes, then their tag. Every write
+//! goes to a fresh temporary file in the entry's own subdirectory (same file system, so the
+//! rename is atomic), is flushed with `sync_all`, and is renamed over the final name. Hence:
 //! - readers see either no file or a complete one, never a partial write;
 //! - two processes writing the same key both succeed and leave one complete file (the last rename
 //!   wins; for a content-addressed key both wrote the same bytes anyway);
