@@ -1,14 +1,14 @@
 //! Entry stubs: how Rust calls a script function of any signature.
 //!
 //! A stub takes the arguments as an array of 64-bit patterns, calls the target with the script
-//! ABI at depth 1, and stores the result. It depends only on the signature, so an engine
+//! ABI as the first frame (a call budget of `max_depth - 1`), and stores the result. It depends only on the signature, so an engine
 //! compiles one stub per distinct signature and shares it between all modules.
 
 use crate::compile::compile;
 use crate::link::{LinkInput, link};
 use crate::lower::{LoweredFunction, clif_signature, clif_type};
 use crate::memory::CodeMemory;
-use crate::runtime::VmCtx;
+use crate::runtime::{OFFSET_MAX_DEPTH, VmCtx};
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::{self, AbiParam, InstBuilder, MemFlagsData, UserFuncName, types};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -76,8 +76,12 @@ fn build_stub(isa: &OwnedTargetIsa, sig: &Signature) -> LoweredFunction {
     b.seal_block(entry);
     let p = b.block_params(entry).to_vec();
     let (vmctx, target, args, ret) = (p[0], p[1], p[2], p[3]);
-    let depth = b.ins().iconst(types::I64, 1);
-    let mut call_args = vec![vmctx, depth];
+    // The called function is frame 1: below it, the limit allows `max_depth - 1` more.
+    let max_depth = b
+        .ins()
+        .load(types::I64, MemFlagsData::trusted(), vmctx, OFFSET_MAX_DEPTH);
+    let budget = b.ins().iadd_imm_s(max_depth, -1);
+    let mut call_args = vec![vmctx, budget];
     for (i, &t) in sig.params.iter().enumerate() {
         // Bools travel as 0 or 1 in the low byte (both supported hosts are little-endian).
         let v = b

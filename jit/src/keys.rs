@@ -63,12 +63,12 @@ use std::hash::{Hash, Hasher};
 /// Bump it on any change to: the [`VmCtx`](crate::runtime::VmCtx) layout or its `OFFSET_*`
 /// constants; the trap codes ([`trap_code`](crate::runtime::trap_code), `TRAP_LOCATE`,
 /// `NO_SITE`); the name or signature of any [`RuntimeFn`](crate::runtime::RuntimeFn) or of the
-/// libcalls Kiln provides; the script-function ABI (`(vmctx, depth, params...) -> ret?`, the
+/// libcalls Kiln provides; the script-function ABI (`(vmctx, budget, params...) -> ret?`, the
 /// scalar type mapping, the after-call trap check); how host calls pass arguments and results
 /// (`kiln_rt_call_host`, the host record); or the builtin table. Cached code compiled against an
 /// older contract would call the new runtime with the old conventions; bumping this changes
 /// every fingerprint, so such code is never found again.
-pub const KILN_ABI_VERSION: u32 = 1;
+pub const KILN_ABI_VERSION: u32 = 2;
 
 /// The version of what the front end and lowering produce from a given source.
 ///
@@ -519,7 +519,7 @@ mod tests {
             .iter()
             .map(|f| {
                 let id = program.function_named(&f.name).unwrap();
-                let lowered = lower_function(isa, &program, hosts, id, &mut fctx);
+                let lowered = lower_function(isa, &program, hosts, id, true, &mut fctx);
                 (f.name.clone(), lowered)
             })
             .collect()

@@ -5,15 +5,16 @@
 //! string literals), so it can be compiled, cached and linked into any module that provides those
 //! names. Nothing here depends on where functions or globals will live.
 //!
-//! ABI of a script function: `(vmctx, depth, params...) -> ret?`, where `vmctx` points at the
-//! [`VmCtx`](crate::runtime::VmCtx) and `depth` is the call depth of this frame. A runtime error
+//! ABI of a script function: `(vmctx, budget, params...) -> ret?`, where `vmctx` points at the
+//! [`VmCtx`](crate::runtime::VmCtx) and `budget` is how many more frames the call depth limit
+//! allows below this one (negative: this frame is one too many). A runtime error
 //! calls `kiln_rt_trap`, which marks the context as trapped, and returns a zero; every caller
 //! checks the mark after each call and returns at once, so an error unwinds through plain
 //! returns and never through Rust frames.
 
 use crate::runtime::{
-    NO_SITE, OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_MAX_DEPTH,
-    OFFSET_STACK_LIMIT, OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
+    NO_SITE, OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_STACK_LIMIT,
+    OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -89,12 +90,15 @@ pub fn clif_signature(isa: &dyn TargetIsa, sig: &Signature) -> ir::Signature {
 }
 
 /// Lowers function `id` of `program`. `hosts` are the host functions the program was checked
-/// against, indexed by `HostId`.
+/// against, indexed by `HostId`. `recursive` says whether the function can call itself
+/// ([`Program::recursive`]): only then does it poll for interrupts on entry, since otherwise
+/// its time is bounded apart from its loops, which poll at every iteration.
 pub fn lower_function(
     isa: &dyn TargetIsa,
     program: &Program,
     hosts: &[HostSignature],
     id: FuncId,
+    recursive: bool,
     fctx: &mut FunctionBuilderContext,
 ) -> LoweredFunction {
     let func = program.function(id);
@@ -103,7 +107,7 @@ pub fn lower_function(
         clif_signature(isa, &func.sig),
     );
     let builder = FunctionBuilder::new(&mut clif, fctx);
-    let mut lowerer = Lowerer::new(isa, program, hosts, func, builder);
+    let mut lowerer = Lowerer::new(isa, program, hosts, func, recursive, builder);
     lowerer.lower_body();
     let Lowerer {
         b, symbols, sites, ..
@@ -114,6 +118,20 @@ pub fn lower_function(
         symbols,
         sites,
     }
+}
+
+/// Whether `block` has a loop anywhere in it.
+fn has_loop(block: &[Stmt]) -> bool {
+    block.iter().any(|s| match s {
+        Stmt::While { .. } | Stmt::For { .. } => true,
+        Stmt::If {
+            then_block,
+            else_block,
+            ..
+        } => has_loop(then_block) || has_loop(else_block),
+        Stmt::Block(b) => has_loop(b),
+        _ => false,
+    })
 }
 
 struct Loop {
@@ -129,9 +147,10 @@ struct Lowerer<'a, 'f> {
     b: FunctionBuilder<'f>,
     ptr: ir::Type,
     vmctx: ir::Value,
-    depth: ir::Value,
-    interrupt_flag: ir::Value,
-    max_depth: ir::Value,
+    /// Frames the call depth limit still allows below this one.
+    budget: ir::Value,
+    /// The address of the interrupt flag, loaded on entry when the function polls it.
+    interrupt_flag: Option<ir::Value>,
     stack_limit: ir::Value,
     /// Start of this call's array frame on the array stack, when it has local arrays.
     frame_base: Option<ir::Value>,
@@ -161,6 +180,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         program: &'a Program,
         hosts: &'a [HostSignature],
         func: &'a Function,
+        recursive: bool,
         mut b: FunctionBuilder<'f>,
     ) -> Self {
         let ptr = isa.pointer_type();
@@ -169,11 +189,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         b.switch_to_block(entry);
         b.seal_block(entry);
         let params = b.block_params(entry).to_vec();
-        let (vmctx, depth) = (params[0], params[1]);
-        let interrupt_ptr = b.ins().load(ptr, readonly(), vmctx, OFFSET_INTERRUPT);
-        let max_depth = b
-            .ins()
-            .load(types::I64, readonly(), vmctx, OFFSET_MAX_DEPTH);
+        let (vmctx, budget) = (params[0], params[1]);
+        let polls = recursive || has_loop(&func.body);
+        let interrupt_ptr = polls.then(|| b.ins().load(ptr, readonly(), vmctx, OFFSET_INTERRUPT));
         let stack_limit = b.ins().load(ptr, readonly(), vmctx, OFFSET_STACK_LIMIT);
 
         let exit = b.create_block();
@@ -211,9 +229,8 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             b,
             ptr,
             vmctx,
-            depth,
+            budget,
             interrupt_flag: interrupt_ptr,
-            max_depth,
             stack_limit,
             frame_base: None,
             vars,
@@ -235,7 +252,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             this.push_array_frame(frame_bytes);
         }
         this.check_stack();
-        this.check_interrupt(func.span);
+        if recursive {
+            this.check_interrupt(func.span);
+        }
         this
     }
 
@@ -424,10 +443,13 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     /// elimination would otherwise reuse the entry check's value in a loop without stores
     /// (`while true {}`), and the loop would never see the interrupt.
     fn check_interrupt(&mut self, span: Span) {
-        let flag =
-            self.b
-                .ins()
-                .atomic_load(types::I8, MemFlagsData::trusted(), self.interrupt_flag);
+        let address = self
+            .interrupt_flag
+            .expect("a function that polls loads the flag's address on entry");
+        let flag = self
+            .b
+            .ins()
+            .atomic_load(types::I8, MemFlagsData::trusted(), address);
         self.trap_at(flag, TrapKind::Interrupted, span);
     }
 
@@ -438,7 +460,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         let too_deep = self
             .b
             .ins()
-            .icmp(IntCC::SignedGreaterThan, self.depth, self.max_depth);
+            .icmp_imm_s(IntCC::SignedLessThan, self.budget, 0);
         let sp = self.b.ins().get_stack_pointer(self.ptr);
         let no_stack = self
             .b
@@ -947,12 +969,12 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             Callee::Builtin(b) => Some(self.builtin(b, &args)),
             Callee::Function(id) => {
                 let callee = self.program.function(id);
-                // The callee checks the depth on entry; its error gets this call's location
+                // The callee checks its budget on entry; its error gets this call's location
                 // from `check_trapped` below.
-                let depth = self.b.ins().iadd_imm_s(self.depth, 1);
+                let budget = self.b.ins().iadd_imm_s(self.budget, -1);
                 let sig = clif_signature(self.isa, &callee.sig);
                 let f = self.import_function(Symbol::Function(callee.name.clone()), sig, true);
-                let mut full = vec![self.vmctx, depth];
+                let mut full = vec![self.vmctx, budget];
                 full.extend(args);
                 let inst = self.b.ins().call(f, &full);
                 let result = self.b.inst_results(inst).first().copied();

@@ -147,6 +147,163 @@ impl Program {
             .position(|f| f.name == name)
             .map(|i| FuncId(i as u32))
     }
+
+    /// For each function, whether it can call itself, directly or through other functions: a
+    /// run of it is bounded only by the call depth. A function that cannot runs for a bounded
+    /// time apart from its loops, which a back end may use to poll for interrupts only where
+    /// time can be unbounded.
+    ///
+    /// When some bodies were not parsed ([`Function::reused`]) their calls are unknown, so every
+    /// function counts as recursive.
+    pub fn recursive(&self) -> Vec<bool> {
+        let n = self.functions.len();
+        if self.functions.iter().any(|f| f.reused) {
+            return vec![true; n];
+        }
+        let callees: Vec<Vec<usize>> = self
+            .functions
+            .iter()
+            .map(|f| {
+                let mut out = Vec::new();
+                calls_in_block(&f.body, &mut out);
+                out.sort_unstable();
+                out.dedup();
+                out
+            })
+            .collect();
+        // Recursive: in a strongly connected component of more than one function, or calling
+        // itself. Tarjan's algorithm, iterative so that long call chains cannot overflow the
+        // stack; linear in functions and calls.
+        const UNVISITED: usize = usize::MAX;
+        let mut index = vec![UNVISITED; n];
+        let mut low = vec![0; n];
+        let mut on_stack = vec![false; n];
+        let mut stack = Vec::new();
+        let mut recursive: Vec<bool> = (0..n).map(|f| callees[f].contains(&f)).collect();
+        let mut next = 0;
+        for root in 0..n {
+            if index[root] != UNVISITED {
+                continue;
+            }
+            // (function, how many of its callees were visited)
+            let mut path = vec![(root, 0usize)];
+            index[root] = next;
+            low[root] = next;
+            next += 1;
+            stack.push(root);
+            on_stack[root] = true;
+            while let Some(&mut (f, ref mut done)) = path.last_mut() {
+                if let Some(&g) = callees[f].get(*done) {
+                    *done += 1;
+                    if index[g] == UNVISITED {
+                        index[g] = next;
+                        low[g] = next;
+                        next += 1;
+                        stack.push(g);
+                        on_stack[g] = true;
+                        path.push((g, 0));
+                    } else if on_stack[g] {
+                        low[f] = low[f].min(index[g]);
+                    }
+                    continue;
+                }
+                path.pop();
+                if let Some(&(parent, _)) = path.last() {
+                    low[parent] = low[parent].min(low[f]);
+                }
+                if low[f] == index[f] {
+                    let mut component = Vec::new();
+                    while let Some(g) = stack.pop() {
+                        on_stack[g] = false;
+                        component.push(g);
+                        if g == f {
+                            break;
+                        }
+                    }
+                    if component.len() > 1 {
+                        for g in component {
+                            recursive[g] = true;
+                        }
+                    }
+                }
+            }
+        }
+        recursive
+    }
+}
+
+/// Appends the script functions `block` calls.
+fn calls_in_block(block: &Block, out: &mut Vec<usize>) {
+    for stmt in block {
+        match stmt {
+            Stmt::Let { init, .. } => calls_in_expr(init, out),
+            Stmt::LetZeroedArray { .. }
+            | Stmt::LetCopyArray { .. }
+            | Stmt::CopyArray { .. }
+            | Stmt::Break
+            | Stmt::Continue => {}
+            Stmt::Assign { place, value, .. } => {
+                if let Place::Index { index, .. } = place {
+                    calls_in_expr(index, out);
+                }
+                calls_in_expr(value, out);
+            }
+            Stmt::Call(call) => calls_in_call(call, out),
+            Stmt::Print(arg) => {
+                if let PrintArg::Value(e) = arg {
+                    calls_in_expr(e, out);
+                }
+            }
+            Stmt::If {
+                cond,
+                then_block,
+                else_block,
+            } => {
+                calls_in_expr(cond, out);
+                calls_in_block(then_block, out);
+                calls_in_block(else_block, out);
+            }
+            Stmt::While { cond, body, .. } => {
+                calls_in_expr(cond, out);
+                calls_in_block(body, out);
+            }
+            Stmt::For {
+                start, end, body, ..
+            } => {
+                calls_in_expr(start, out);
+                calls_in_expr(end, out);
+                calls_in_block(body, out);
+            }
+            Stmt::Block(b) => calls_in_block(b, out),
+            Stmt::Return(e) => {
+                if let Some(e) = e {
+                    calls_in_expr(e, out);
+                }
+            }
+        }
+    }
+}
+
+fn calls_in_call(call: &Call, out: &mut Vec<usize>) {
+    if let Callee::Function(id) = call.callee {
+        out.push(id.0 as usize);
+    }
+    for a in &call.args {
+        calls_in_expr(a, out);
+    }
+}
+
+fn calls_in_expr(e: &Expr, out: &mut Vec<usize>) {
+    match &e.kind {
+        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => {}
+        ExprKind::Index { index, .. } => calls_in_expr(index, out),
+        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => calls_in_expr(operand, out),
+        ExprKind::Binary { lhs, rhs, .. } | ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => {
+            calls_in_expr(lhs, out);
+            calls_in_expr(rhs, out);
+        }
+        ExprKind::Call(call) => calls_in_call(call, out),
+    }
 }
 
 #[derive(Debug)]
@@ -467,5 +624,62 @@ impl TrapKind {
 impl std::fmt::Display for TrapKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CheckOptions, SourceFile, check, check_parsed, parse};
+
+    const CALLS: &str = "
+        fn leaf() -> int { return 1; }
+        fn chain() -> int { return leaf() + leaf(); }
+        fn ping(n: int) -> int { if n > 0 { return pong(n - 1); } return leaf(); }
+        fn pong(n: int) -> int { return ping(n) + 1; }
+        fn own(n: int) -> int { if n > 0 { return own(n - 1); } return 0; }
+        fn calls_cycle() -> int { return ping(3); }
+    ";
+
+    #[test]
+    fn recursion_through_any_number_of_calls_is_found() {
+        let file = SourceFile::new("calls.kl", CALLS);
+        let program = check(&file, &[], &CheckOptions::default()).unwrap();
+        let recursive: Vec<(&str, bool)> = program
+            .functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .zip(program.recursive())
+            .collect();
+        assert_eq!(
+            recursive,
+            [
+                ("leaf", false),
+                ("chain", false),
+                ("ping", true),
+                ("pong", true),
+                ("own", true),
+                ("calls_cycle", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn unparsed_bodies_make_every_function_count_as_recursive() {
+        let file = SourceFile::new("calls.kl", CALLS);
+        let parsed = parse(&file, &|name, _| name == "leaf");
+        let program = check_parsed(parsed, &[], &CheckOptions::default()).unwrap();
+        assert!(program.recursive().iter().all(|&r| r));
+    }
+
+    #[test]
+    fn a_long_call_chain_does_not_overflow_the_analysis() {
+        let mut source = String::from("fn f0() {}\n");
+        for i in 1..20_000 {
+            source.push_str(&format!("fn f{i}() {{ f{}(); }}\n", i - 1));
+        }
+        source.push_str("fn f0_again() { f19999(); }\n");
+        let file = SourceFile::new("chain.kl", source);
+        let program = check(&file, &[], &CheckOptions::default()).unwrap();
+        assert!(program.recursive().iter().all(|&r| !r));
     }
 }

@@ -537,6 +537,49 @@ fn start() -> float {
     assert_eq!(e.function, "count");
 }
 
+/// Exponential-time recursion without a single loop: only polls at function entry stop it.
+const SPLIT: &str = "fn split(n: int) -> int {
+    if n == 0 {
+        return 1;
+    }
+    return leaf(half(n)) + leaf(half(n));
+}
+
+fn half(n: int) -> int {
+    return split(n - 1);
+}
+
+fn leaf(x: int) -> int {
+    return x;
+}
+";
+
+#[test]
+fn interrupt_stops_recursion_without_loops() {
+    let engine = engine();
+    let module = load(&engine, SPLIT);
+    let e = interrupt_during(&module, |m| m.call("split", &[Value::Int(60)]).map(|_| ()));
+    assert_eq!(e.kind, TrapKind::Interrupted);
+    assert!(e.function == "split" || e.function == "half", "{e}");
+}
+
+#[test]
+fn interrupt_stops_recursion_a_reload_created() {
+    // Before the reload nothing recurses, so `split` and `leaf` poll nowhere; the reload makes
+    // `half` call `split` again, and `split` is relinked unchanged. The cycle still polls.
+    let engine = engine();
+    let bounded = SPLIT.replace("return split(n - 1);", "return n - 1;");
+    let module = load(&engine, &bounded);
+    assert_eq!(
+        module.call("split", &[Value::Int(3)]).unwrap(),
+        Some(Value::Int(4))
+    );
+    let report = module.reload_str(SPLIT).unwrap();
+    assert_eq!(report.compiled(), 1, "only `half` changed: {report}");
+    let e = interrupt_during(&module, |m| m.call("split", &[Value::Int(60)]).map(|_| ()));
+    assert_eq!(e.kind, TrapKind::Interrupted);
+}
+
 const DOWN: &str = "fn down(n: int) -> int {
     if n == 0 {
         return 0;
