@@ -944,7 +944,46 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
     }
 
+    /// The value of `v` if it is an integer constant in the IR built so far.
+    fn constant(&self, v: ir::Value) -> Option<i64> {
+        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        match self.b.func.dfg.insts[inst] {
+            ir::InstructionData::UnaryImm {
+                opcode: ir::Opcode::Iconst,
+                imm,
+            } => Some(imm.bits()),
+            _ => None,
+        }
+    }
+
     fn int_div(&mut self, op: BinOp, l: ir::Value, r: ir::Value, span: Span) -> ir::Value {
+        // A constant divisor other than 0 and -1 can neither trap nor overflow: no checks.
+        match self.constant(r) {
+            Some(d) if d > 1 && (d as u64).is_power_of_two() => {
+                // Rounding toward zero: add `d - 1` to negative dividends before shifting.
+                let k = i64::from(d.trailing_zeros());
+                let sign = self.b.ins().sshr_imm_s(l, 63);
+                let bias = self.b.ins().ushr_imm_s(sign, 64 - k);
+                let biased = self.b.ins().iadd(l, bias);
+                let q = self.b.ins().sshr_imm_s(biased, k);
+                return match op {
+                    BinOp::Div => q,
+                    _ => {
+                        let back = self.b.ins().ishl_imm_s(q, k);
+                        self.b.ins().isub(l, back)
+                    }
+                };
+            }
+            Some(d) if d != 0 && d != -1 => {
+                return match op {
+                    BinOp::Div => self.b.ins().sdiv(l, r),
+                    _ => self.b.ins().srem(l, r),
+                };
+            }
+            _ => {}
+        }
         let zero = self.b.ins().icmp_imm_s(IntCC::Equal, r, 0);
         self.trap_at(zero, TrapKind::DivisionByZero, span);
         // `MIN / -1` overflows the machine instruction; the language defines it as `-MIN`
