@@ -69,15 +69,25 @@ impl MacKey {
         })
     }
 
-    /// Writes a new key file readable only by its owner; fails if `path` exists.
+    /// Writes a new key file readable only by its owner; fails with `AlreadyExists` if `path`
+    /// exists. The file appears complete or not at all: it is written under a temporary name
+    /// and then hard-linked into place, so a process racing to create the same key file never
+    /// reads a half-written one.
     pub fn write_new(&self, path: &Path) -> io::Result<()> {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-key-")
+            .tempfile_in(dir.unwrap_or(Path::new(".")))?;
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        writeln!(file, "{}", self.to_hex())?;
-        file.sync_all()
+        {
+            use std::os::unix::fs::PermissionsExt;
+            temp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        writeln!(temp, "{}", self.to_hex())?;
+        temp.as_file().sync_all()?;
+        // Unlike a rename, a link never replaces an existing file.
+        fs::hard_link(temp.path(), path)
     }
 
     /// The tag of the entry stored under `key`.
