@@ -659,16 +659,18 @@ impl CacheStore for FileStore {
             let _ = file.set_modified(SystemTime::now());
         }
         let unsigned = || refuse(&path, "it has no valid tag for this cache's key".into());
-        let len = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
-        if len < TAG_LEN {
+        if metadata.len() < TAG_LEN as u64 {
             return Err(unsigned());
         }
         let map = map_read_only(&file).map_err(read_error)?;
-        let (bytes, tag) = map.split_at(map.len().min(len) - TAG_LEN);
+        // The map, not the earlier metadata, says how long the file is now.
+        let Some(entry_len) = map.len().checked_sub(TAG_LEN) else {
+            return Err(unsigned());
+        };
+        let (bytes, tag) = map.split_at(entry_len);
         if !self.key.verify(key, bytes, tag) {
             return Err(unsigned());
         }
-        let entry_len = bytes.len();
         Ok(Some(Entry::mapped(map, entry_len)))
     }
 
