@@ -70,6 +70,9 @@ if [[ -z $LUAJIT ]]; then
     echo "SKIPPED: LuaJIT column: $WHY" >&2
 fi
 
+# A fresh cache every time: between commits the lowering can change without the cache key
+# changing, and the table must measure the code this build generates.
+rm -rf "$CACHE"
 echo "== warming the Kiln cache in $CACHE" >&2
 for p in "${PROGRAMS[@]}"; do
     "$KILN" build --cache-dir "$CACHE" "$SRC/$p.kl" >/dev/null

@@ -14,7 +14,7 @@ use crate::error::{CompileError, Error};
 use crate::host::{HostFunc, IntoHostFunc};
 use crate::keys::{Fingerprint, function_key, module_key};
 use crate::link::{LinkInput, link};
-use crate::lower::{Symbol, array_bytes, lower_function};
+use crate::lower::{Symbol, array_bytes, inline_candidate, lower_function};
 use crate::module::{
     FunctionInfo, Generation, GlobalChanges, GlobalSlot, GlobalStorage, Module, Origin,
     ReusableCode, SourceOutline, write_scalar,
@@ -551,6 +551,26 @@ impl Loader<'_> {
         let (mut program, parse, check) = front_end(&file, &hosts, options, &unchanged);
         let mut timings = (parse, check);
         if let Some(outline) = outline {
+            // An edited function that was inlined lives on in its callers' code: parse again,
+            // reusing no function whose text names one (every caller does).
+            let edited_inlined: Vec<String> = program
+                .as_ref()
+                .map(|p| {
+                    p.functions
+                        .iter()
+                        .filter(|f| !f.reused && outline.inlined.contains(&f.name))
+                        .map(|f| f.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !edited_inlined.is_empty() {
+                let names_none = |text: &str| !edited_inlined.iter().any(|n| text.contains(n));
+                let (again, parse, check) = front_end(&file, &hosts, options, &|name, text| {
+                    names_none(text) && unchanged(name, text)
+                });
+                program = again;
+                timings = (timings.0 + parse, timings.1 + check);
+            }
             let sound = program
                 .as_ref()
                 .is_ok_and(|p| p.interface == outline.interface);
@@ -664,11 +684,26 @@ impl Loader<'_> {
             total: Duration::ZERO,
             cache: report,
         };
+        // A reused body is unchanged, and so is whether it is inlined.
+        let was_inlined =
+            |f: &kiln_lang::program::Function| outline.is_some_and(|o| o.inlined.contains(&f.name));
         let outline = SourceOutline {
             items: program
                 .functions
                 .iter()
                 .map(|f| (f.name.clone(), f.item))
+                .collect(),
+            inlined: program
+                .functions
+                .iter()
+                .filter(|f| {
+                    if f.reused {
+                        was_inlined(f)
+                    } else {
+                        inline_candidate(f)
+                    }
+                })
+                .map(|f| f.name.clone())
                 .collect(),
             interface: program.interface.clone(),
         };

@@ -77,7 +77,7 @@ pub const KILN_ABI_VERSION: u32 = 2;
 /// module entries even when the crate version stays the same, as it does between commits. Bump
 /// it on any change to `kiln-lang`'s checker or to `lower` that can change the program or CLIF a
 /// source produces. Function keys need no such number: they hash the CLIF itself.
-pub const KILN_PIPELINE_VERSION: u32 = 1;
+pub const KILN_PIPELINE_VERSION: u32 = 2;
 
 /// Shared Cranelift settings that only make Cranelift check its own work: with them on, a
 /// function either compiles to the same bytes as with them off or does not compile at all.
@@ -552,8 +552,11 @@ mod tests {
             .collect()
     }
 
+    /// No function here is inlined (`helper` and `other` print, `f` and `main` call): these
+    /// tests are about keys of functions that call each other.
     const BASE: &str = "\
 fn helper(x: int) -> int {
+    print(x);
     return x * 3 + 1;
 }
 
@@ -562,6 +565,7 @@ fn f(x: int) -> int {
 }
 
 fn other(a: int, b: int) -> int {
+    print(a);
     return a - b;
 }
 
@@ -644,7 +648,10 @@ fn main() {
         let fp = fingerprint(&*isa, true);
         let hosts = [host_fn("helper", &[Type::Int], Some(Type::Int))];
         let script = keys(&*isa, &fp, BASE, &[]);
-        let without = BASE.replace("fn helper(x: int) -> int {\n    return x * 3 + 1;\n}\n", "");
+        let without = BASE.replace(
+            "fn helper(x: int) -> int {\n    print(x);\n    return x * 3 + 1;\n}\n",
+            "",
+        );
         let hosted = keys(&*isa, &fp, &without, &hosts);
         assert_eq!(misses(&script, &hosted), ["f"]);
     }

@@ -25,8 +25,8 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use kiln_lang::program::{
     ArrayRef, ArrayType, BinOp, Block, Builtin, Call, Callee, Const, Expr, ExprKind, FuncId,
-    Function, HostSignature, Place, PrintArg, Program, Signature, Stmt, TrapKind, Type, UnOp,
-    VarType,
+    Function, HostSignature, LocalId, Place, PrintArg, Program, Signature, Stmt, TrapKind, Type,
+    UnOp, VarType,
 };
 use kiln_lang::source::Span;
 use std::collections::HashMap;
@@ -134,6 +134,218 @@ fn has_loop(block: &[Stmt]) -> bool {
     })
 }
 
+/// The most iterations a loop may run between two interrupt polls: a `for` loop with constant
+/// bounds, no inner loop and no call that is not inlined runs this many iterations of bounded
+/// straight-line code at most, so it need not poll at all (its enclosing loop or function does).
+const UNPOLLED_TRIP_LIMIT: i64 = 1 << 16;
+
+/// The largest body, in statements and expression nodes, that is inlined at its calls.
+const INLINE_LIMIT: usize = 40;
+
+/// Whether calls to `f` are replaced by its body: a small function that calls nothing but
+/// builtins, has no loops, no arrays and no operation that can raise a runtime error.
+///
+/// Only trap-free functions are inlined, so every error of inlined code would have been raised
+/// by the caller anyway (the call's own stack overflow is checked at the call): errors keep
+/// naming the function and location they always did. The decision depends on `f`'s text alone,
+/// which is what lets a reload know which edits must recompile the callers
+/// ([`crate::module::SourceOutline::inlined`]).
+pub(crate) fn inline_candidate(f: &Function) -> bool {
+    !f.reused
+        && f.locals.iter().all(|l| matches!(l.ty, VarType::Scalar(_)))
+        && block_cost(&f.body).is_some_and(|cost| cost <= INLINE_LIMIT)
+}
+
+/// The size of a block that could be inlined, or `None` when it cannot be.
+fn block_cost(block: &[Stmt]) -> Option<usize> {
+    block.iter().try_fold(0, |sum, s| Some(sum + stmt_cost(s)?))
+}
+
+fn stmt_cost(stmt: &Stmt) -> Option<usize> {
+    let inner = match stmt {
+        Stmt::Let { init, .. } => expr_cost(init)?,
+        Stmt::Assign {
+            place, op, value, ..
+        } => {
+            if matches!(place, Place::Index { .. }) || !division_is_safe(*op, value) {
+                return None;
+            }
+            expr_cost(value)?
+        }
+        Stmt::Call(call) => call_cost(call)?,
+        Stmt::If {
+            cond,
+            then_block,
+            else_block,
+        } => expr_cost(cond)? + block_cost(then_block)? + block_cost(else_block)?,
+        Stmt::Block(b) => block_cost(b)?,
+        Stmt::Return(value) => match value {
+            Some(e) => expr_cost(e)?,
+            None => 0,
+        },
+        Stmt::LetZeroedArray { .. }
+        | Stmt::LetCopyArray { .. }
+        | Stmt::CopyArray { .. }
+        | Stmt::Print(_)
+        | Stmt::While { .. }
+        | Stmt::For { .. }
+        | Stmt::Break
+        | Stmt::Continue => return None,
+    };
+    Some(inner + 1)
+}
+
+fn expr_cost(e: &Expr) -> Option<usize> {
+    let inner = match &e.kind {
+        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => 0,
+        ExprKind::Index { .. } => return None,
+        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => expr_cost(operand)?,
+        ExprKind::Binary { op, lhs, rhs, .. } => {
+            if lhs.ty == Type::Int && !division_is_safe(Some(*op), rhs) {
+                return None;
+            }
+            expr_cost(lhs)? + expr_cost(rhs)?
+        }
+        ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => expr_cost(lhs)? + expr_cost(rhs)?,
+        ExprKind::Call(call) => call_cost(call)?,
+    };
+    Some(inner + 1)
+}
+
+fn call_cost(call: &Call) -> Option<usize> {
+    match call.callee {
+        Callee::Builtin(_) => call
+            .args
+            .iter()
+            .try_fold(0, |sum, a| Some(sum + expr_cost(a)?)),
+        Callee::Function(_) | Callee::Host(_) => None,
+    }
+}
+
+/// Whether `op` with right operand `rhs` cannot raise a division by zero: it is no integer
+/// division, or it divides by a constant other than 0 and -1 (see `int_div`).
+fn division_is_safe(op: Option<BinOp>, rhs: &Expr) -> bool {
+    match op {
+        Some(BinOp::Div | BinOp::Rem) if rhs.ty == Type::Int => {
+            matches!(rhs.kind, ExprKind::Const(Const::Int(d)) if d != 0 && d != -1)
+        }
+        _ => true,
+    }
+}
+
+/// Whether a `for` loop with constant bounds `start..end` and body `body` may skip interrupt
+/// polls (see [`UNPOLLED_TRIP_LIMIT`]).
+fn bounded_without_polls(program: &Program, start: i64, end: i64, body: &[Stmt]) -> bool {
+    end.saturating_sub(start) <= UNPOLLED_TRIP_LIMIT
+        && !has_loop(body)
+        && body.iter().all(|s| stmt_calls_only_inlined(program, s))
+}
+
+/// Whether every call in `stmt` is to a builtin or to a function that is inlined.
+fn stmt_calls_only_inlined(program: &Program, stmt: &Stmt) -> bool {
+    let e = |x: &Expr| expr_calls_only_inlined(program, x);
+    let b = |x: &[Stmt]| x.iter().all(|s| stmt_calls_only_inlined(program, s));
+    match stmt {
+        Stmt::Let { init, .. } => e(init),
+        Stmt::Assign { place, value, .. } => {
+            e(value)
+                && match place {
+                    Place::Index { index, .. } => e(index),
+                    Place::Local(_) | Place::Global(_) => true,
+                }
+        }
+        Stmt::Call(call) => call_only_inlined(program, call),
+        Stmt::Print(PrintArg::Value(x)) => e(x),
+        Stmt::If {
+            cond,
+            then_block,
+            else_block,
+        } => e(cond) && b(then_block) && b(else_block),
+        Stmt::While { cond, body, .. } => e(cond) && b(body),
+        Stmt::For {
+            start, end, body, ..
+        } => e(start) && e(end) && b(body),
+        Stmt::Block(block) => b(block),
+        Stmt::Return(value) => value.as_ref().is_none_or(e),
+        Stmt::LetZeroedArray { .. }
+        | Stmt::LetCopyArray { .. }
+        | Stmt::CopyArray { .. }
+        | Stmt::Print(PrintArg::Str(_))
+        | Stmt::Break
+        | Stmt::Continue => true,
+    }
+}
+
+fn expr_calls_only_inlined(program: &Program, e: &Expr) -> bool {
+    let x = |e: &Expr| expr_calls_only_inlined(program, e);
+    match &e.kind {
+        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => true,
+        ExprKind::Index { index, .. } => x(index),
+        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => x(operand),
+        ExprKind::Binary { lhs, rhs, .. } | ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => {
+            x(lhs) && x(rhs)
+        }
+        ExprKind::Call(call) => call_only_inlined(program, call),
+    }
+}
+
+fn call_only_inlined(program: &Program, call: &Call) -> bool {
+    let callee_ok = match call.callee {
+        Callee::Builtin(_) => true,
+        Callee::Function(id) => inline_candidate(program.function(id)),
+        Callee::Host(_) => false,
+    };
+    callee_ok
+        && call
+            .args
+            .iter()
+            .all(|a| expr_calls_only_inlined(program, a))
+}
+
+/// What the lowering knows about integer values where it is lowering, so that a check that
+/// cannot fail is left out. `below` and `ranges` hold where they were learned and in what that
+/// dominates; the lowering drops them when it leaves a branch or a loop body.
+#[derive(Default)]
+struct Facts {
+    /// The value is below the length: a bounds check of it against that length passed.
+    below: Vec<(ir::Value, u32)>,
+    /// The (`for`) variable is in `lo..hi` everywhere in its loop's body.
+    ranges: Vec<(LocalId, i64, i64)>,
+    /// The value is in `lo..=hi` wherever it is defined: values read from a variable in
+    /// `ranges`.
+    values: HashMap<ir::Value, (i64, i64)>,
+}
+
+/// How many of the latest checked values a bounds check looks through: keeps the lowering
+/// linear in the size of a function.
+const RECENT_CHECKS: usize = 32;
+
+impl Facts {
+    fn mark(&self) -> (usize, usize) {
+        (self.below.len(), self.ranges.len())
+    }
+
+    fn reset(&mut self, (below, ranges): (usize, usize)) {
+        self.below.truncate(below);
+        self.ranges.truncate(ranges);
+    }
+
+    /// Whether `index` was checked against `len` or a shorter length.
+    fn checked(&self, index: ir::Value, len: u32) -> bool {
+        let mut below = self.below.iter().rev().take(RECENT_CHECKS);
+        below.any(|&(v, l)| v == index && l <= len)
+    }
+
+    /// Notes the range of `value`, just read from `local`, if the local has one here.
+    fn read(&mut self, local: LocalId, value: ir::Value) {
+        if let Some(&(_, lo, hi)) = self.ranges.iter().rev().find(|&&(id, ..)| id == local)
+            && lo < hi
+        {
+            self.values.insert(value, (lo, hi - 1));
+        }
+    }
+}
+
 struct Loop {
     continue_to: ir::Block,
     break_to: ir::Block,
@@ -165,8 +377,9 @@ struct Lowerer<'a, 'f> {
     data_refs: HashMap<Symbol, GlobalValue>,
     self_ref: FuncRef,
     sites: Vec<Span>,
-    /// The cold block every failing check branches to, created on first use.
+    /// The cold block every failing check ends in, created on first use.
     trap_block: Option<ir::Block>,
+    facts: Facts,
 }
 
 /// Loads of fields that do not change during a call; Cranelift may merge or hoist them.
@@ -244,6 +457,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             self_ref: FuncRef::from_u32(0),
             sites: Vec::new(),
             trap_block: None,
+            facts: Facts::default(),
         };
         this.self_ref = this.import_function(Symbol::Function(func.name.clone()), self_sig, true);
         // The frame comes first: its base must dominate the exit block, which every trap
@@ -383,19 +597,34 @@ impl<'a, 'f> Lowerer<'a, 'f> {
 
     fn jump_exit(&mut self, values: &[ir::Value]) {
         let args: Vec<ir::BlockArg> = values.iter().map(|&v| v.into()).collect();
-        self.b.ins().jump(self.exit, &args);
+        self.jump(self.exit, &args);
+    }
+
+    /// Ends the current block with a jump to `target`, unless no edge reaches the block (code
+    /// after `return`, `break`, ...). An edge from there would give `target` a parameter for
+    /// every variable live in it (dead paths have no values), and Cranelift keeps those
+    /// parameters, and the moves into them, after it deletes the dead code.
+    fn jump(&mut self, target: ir::Block, args: &[ir::BlockArg]) {
+        if self.b.is_unreachable() {
+            self.b.ins().trap(ir::TrapCode::unwrap_user(1));
+        } else {
+            self.b.ins().jump(target, args);
+        }
     }
 
     /// Continues lowering in a fresh block no edge reaches (after `return`, `break`, ...).
     fn start_unreachable(&mut self) {
         let dead = self.b.create_block();
         self.b.switch_to_block(dead);
+        self.b.seal_block(dead);
     }
 
-    /// Branches to the function's trap block when `cond` is true, raising `kind` at `site`.
+    /// Branches away when `cond` is true, raising `kind` at `site`.
     ///
-    /// All checks of a function share one cold block that takes `site` and `kind` packed in
-    /// one block parameter; a block per check would multiply the blocks Cranelift compiles.
+    /// The branch goes to a cold stub of its own that sets `site` and `kind`, packed in one
+    /// value, and jumps to the function's one trap block, which calls the runtime. The hot path
+    /// is a compare and a branch: a constant passed on the branch itself would be materialized
+    /// before it, on every pass.
     fn trap_if(&mut self, cond: ir::Value, kind: u32, site: u32) {
         let trap = match self.trap_block {
             Some(b) => b,
@@ -407,12 +636,17 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 b
             }
         };
+        let stub = self.b.create_block();
+        self.b.set_cold_block(stub);
         let cont = self.b.create_block();
+        self.b.ins().brif(cond, stub, &[], cont, &[]);
+        self.b.switch_to_block(stub);
+        self.b.seal_block(stub);
         let code = self
             .b
             .ins()
             .iconst(types::I64, (i64::from(site) << 3) | i64::from(kind));
-        self.b.ins().brif(cond, trap, &[code.into()], cont, &[]);
+        self.b.ins().jump(trap, &[code.into()]);
         self.b.switch_to_block(cont);
         self.b.seal_block(cont);
     }
@@ -456,18 +690,20 @@ impl<'a, 'f> Lowerer<'a, 'f> {
     /// On entry: is this frame past the call-depth limit or the native stack limit? Checked
     /// here once rather than at every call site; the error has no location, so the caller's
     /// after-call check gives it the call's (LANGUAGE.md: "the call that went past the limit").
+    /// Two compare-and-branch pairs: cheaper than combining the conditions first.
     fn check_stack(&mut self) {
+        let overflow = trap_code(TrapKind::StackOverflow);
         let too_deep = self
             .b
             .ins()
             .icmp_imm_s(IntCC::SignedLessThan, self.budget, 0);
+        self.trap_if(too_deep, overflow, NO_SITE);
         let sp = self.b.ins().get_stack_pointer(self.ptr);
         let no_stack = self
             .b
             .ins()
             .icmp(IntCC::UnsignedLessThan, sp, self.stack_limit);
-        let overflow = self.b.ins().bor(too_deep, no_stack);
-        self.trap_if(overflow, trap_code(TrapKind::StackOverflow), NO_SITE);
+        self.trap_if(no_stack, overflow, NO_SITE);
     }
 
     /// After a call: if the callee (or a host function) raised an error, give it this call's
@@ -558,38 +794,39 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let else_b = self.b.create_block();
                 let merge = self.b.create_block();
                 self.b.ins().brif(c, then_b, &[], else_b, &[]);
+                let mark = self.facts.mark();
                 self.b.switch_to_block(then_b);
                 self.b.seal_block(then_b);
                 self.lower_block(then_block);
-                self.b.ins().jump(merge, &[]);
+                self.jump(merge, &[]);
+                self.facts.reset(mark);
                 self.b.switch_to_block(else_b);
                 self.b.seal_block(else_b);
                 self.lower_block(else_block);
-                self.b.ins().jump(merge, &[]);
+                self.jump(merge, &[]);
+                self.facts.reset(mark);
                 self.b.switch_to_block(merge);
                 self.b.seal_block(merge);
             }
             Stmt::While { cond, body, span } => {
-                // Cranelift blocks take parameters instead of phi nodes; `Variable`s let the
-                // frontend insert them. The header is sealed only once its back-edge exists.
-                let header = self.b.create_block();
+                // Rotated: the condition is tested before the loop and again at the bottom, so
+                // an iteration takes one branch. The body block is the loop header, sealed
+                // once its back-edge exists; `Variable`s let the frontend add its parameters.
                 let body_b = self.b.create_block();
+                let latch = self.b.create_block();
                 let exit = self.b.create_block();
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                self.check_interrupt(*span);
                 let c = self.lower_expr(cond);
                 self.b.ins().brif(c, body_b, &[], exit, &[]);
+                let mark = self.facts.mark();
                 self.b.switch_to_block(body_b);
+                self.lower_loop_body(body, latch, exit);
+                self.b.switch_to_block(latch);
+                self.b.seal_block(latch);
+                self.check_interrupt(*span);
+                let c = self.lower_expr(cond);
+                self.facts.reset(mark);
+                self.b.ins().brif(c, body_b, &[], exit, &[]);
                 self.b.seal_block(body_b);
-                self.loops.push(Loop {
-                    continue_to: header,
-                    break_to: exit,
-                });
-                self.lower_block(body);
-                self.loops.pop();
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
@@ -602,38 +839,38 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             } => {
                 let s = self.lower_expr(start);
                 let e = self.lower_expr(end);
-                let counter = self.b.declare_var(types::I64);
+                let bounds = self.constant(s).zip(self.constant(e));
+                let polls = !bounds
+                    .is_some_and(|(lo, hi)| bounded_without_polls(self.program, lo, hi, body));
+                // The loop variable is the counter: the body cannot assign it, so at the latch
+                // it still holds this iteration's value. (A second variable would be a second,
+                // equal, loop-carried value for the register allocator.)
+                let counter = self.vars[var.0 as usize].expect("loop variable is a scalar");
                 self.b.def_var(counter, s);
-                let header = self.b.create_block();
                 let body_b = self.b.create_block();
                 let latch = self.b.create_block();
                 let exit = self.b.create_block();
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                self.check_interrupt(*span);
-                let c = self.b.use_var(counter);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, c, e);
-                self.b.ins().brif(more, body_b, &[], exit, &[]);
+                let enter = self.b.ins().icmp(IntCC::SignedLessThan, s, e);
+                self.b.ins().brif(enter, body_b, &[], exit, &[]);
+                let mark = self.facts.mark();
                 self.b.switch_to_block(body_b);
-                self.b.seal_block(body_b);
-                let v = self.vars[var.0 as usize].expect("loop variable is a scalar");
-                let c = self.b.use_var(counter);
-                self.b.def_var(v, c);
-                self.loops.push(Loop {
-                    continue_to: latch,
-                    break_to: exit,
-                });
-                self.lower_block(body);
-                self.loops.pop();
-                self.b.ins().jump(latch, &[]);
+                if let Some((lo, hi)) = bounds {
+                    self.facts.ranges.push((*var, lo, hi));
+                }
+                self.lower_loop_body(body, latch, exit);
                 self.b.switch_to_block(latch);
                 self.b.seal_block(latch);
                 // `c < end <= i64::MAX`, so this never wraps.
                 let c = self.b.use_var(counter);
                 let next = self.b.ins().iadd_imm_s(c, 1);
                 self.b.def_var(counter, next);
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
+                if polls {
+                    self.check_interrupt(*span);
+                }
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, next, e);
+                self.facts.reset(mark);
+                self.b.ins().brif(more, body_b, &[], exit, &[]);
+                self.b.seal_block(body_b);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
@@ -661,6 +898,21 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 self.start_unreachable();
             }
         }
+    }
+
+    /// Lowers a loop body into the current block, ending in a jump to `latch` (where
+    /// `continue` goes; `break` goes to `exit`). Facts learned in the body are dropped: the
+    /// latch is also reached from `continue`s before them.
+    fn lower_loop_body(&mut self, body: &Block, latch: ir::Block, exit: ir::Block) {
+        let mark = self.facts.mark();
+        self.loops.push(Loop {
+            continue_to: latch,
+            break_to: exit,
+        });
+        self.lower_block(body);
+        self.loops.pop();
+        self.jump(latch, &[]);
+        self.facts.reset(mark);
     }
 
     fn lower_assign(&mut self, place: &Place, op: Option<BinOp>, value: &Expr, span: Span) {
@@ -770,15 +1022,24 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         (base, ty)
     }
 
-    /// Bounds-checks `index` (error at `span`) and returns the element's address.
+    /// Bounds-checks `index` (error at `span`) and returns the element's address. The check is
+    /// left out where it cannot fail: an index whose [`range`](Self::range) is within the
+    /// array, or a value already checked against this length or a shorter one.
     fn element_address(&mut self, a: ArrayRef, index: ir::Value, span: Span) -> ir::Value {
         let (base, ty) = self.array(a);
-        // One unsigned comparison also catches negative indexes.
-        let out =
-            self.b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, index, i64::from(ty.len));
-        self.trap_at(out, TrapKind::IndexOutOfBounds, span);
+        let in_range = self
+            .range(index)
+            .is_some_and(|(lo, hi)| lo >= 0 && hi < i64::from(ty.len));
+        if !in_range && !self.facts.checked(index, ty.len) {
+            // One unsigned comparison also catches negative indexes.
+            let out = self.b.ins().icmp_imm_s(
+                IntCC::UnsignedGreaterThanOrEqual,
+                index,
+                i64::from(ty.len),
+            );
+            self.trap_at(out, TrapKind::IndexOutOfBounds, span);
+            self.facts.below.push((index, ty.len));
+        }
         let offset = match elem_size(ty.elem) {
             1 => index,
             size => self
@@ -822,7 +1083,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             },
             ExprKind::Local(id) => {
                 let var = self.vars[id.0 as usize].expect("scalar local");
-                self.b.use_var(var)
+                let v = self.b.use_var(var);
+                self.facts.read(*id, v);
+                v
             }
             ExprKind::Global(id) => {
                 let name = self.program.global(*id).name.clone();
@@ -886,8 +1149,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
         self.b.switch_to_block(rhs_b);
         self.b.seal_block(rhs_b);
+        let mark = self.facts.mark();
         let r = self.lower_expr(rhs);
-        self.b.ins().jump(merge, &[r.into()]);
+        self.facts.reset(mark);
+        self.jump(merge, &[r.into()]);
         self.b.switch_to_block(merge);
         self.b.seal_block(merge);
         result
@@ -920,10 +1185,15 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 }
             },
             Type::Float => match op {
-                BinOp::Add => self.b.ins().fadd(l, r),
-                BinOp::Sub => self.b.ins().fsub(l, r),
-                BinOp::Mul => self.b.ins().fmul(l, r),
-                BinOp::Div => self.b.ins().fdiv(l, r),
+                BinOp::Add | BinOp::Mul => self.float_commutative(op, l, r),
+                BinOp::Sub => {
+                    let l = self.hoistable_float(l);
+                    self.b.ins().fsub(l, r)
+                }
+                BinOp::Div => {
+                    let l = self.hoistable_float(l);
+                    self.b.ins().fdiv(l, r)
+                }
                 BinOp::Rem => self
                     .call_runtime(RuntimeFn::Fmod, &[l, r])
                     .expect("fmod returns"),
@@ -958,12 +1228,104 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
     }
 
+    /// Bounds `lo..=hi` of integer value `v`, from constants, `for` variables with constant
+    /// bounds and the additions, subtractions, multiplications and shifts between them, as far
+    /// as they provably do not wrap.
+    fn range(&self, v: ir::Value) -> Option<(i64, i64)> {
+        self.range_within(v, 6)
+    }
+
+    fn range_within(&self, v: ir::Value, depth: u32) -> Option<(i64, i64)> {
+        if let Some(&r) = self.facts.values.get(&v) {
+            return Some(r);
+        }
+        if let Some(c) = self.constant(v) {
+            return Some((c, c));
+        }
+        let depth = depth.checked_sub(1)?;
+        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        let operand = |x: ir::Value| self.range_within(x, depth);
+        let (lo, hi): (i128, i128) = match self.b.func.dfg.insts[inst] {
+            ir::InstructionData::Binary { opcode, args } => {
+                let (a, b) = (operand(args[0])?, operand(args[1])?);
+                let (a, b) = (
+                    (i128::from(a.0), i128::from(a.1)),
+                    (i128::from(b.0), i128::from(b.1)),
+                );
+                match opcode {
+                    ir::Opcode::Iadd => (a.0 + b.0, a.1 + b.1),
+                    ir::Opcode::Isub => (a.0 - b.1, a.1 - b.0),
+                    ir::Opcode::Imul => {
+                        let corners = [a.0 * b.0, a.0 * b.1, a.1 * b.0, a.1 * b.1];
+                        (*corners.iter().min()?, *corners.iter().max()?)
+                    }
+                    ir::Opcode::Sshr if b.0 == b.1 && (0..64).contains(&b.0) => {
+                        (a.0 >> b.0, a.1 >> b.0)
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?))
+    }
+
+    /// The value of `v` if it is a float constant in the IR built so far.
+    fn float_constant(&self, v: ir::Value) -> Option<f64> {
+        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        match self.b.func.dfg.insts[inst] {
+            ir::InstructionData::UnaryIeee64 {
+                opcode: ir::Opcode::F64const,
+                imm,
+            } => Some(f64::from_bits(imm.bits())),
+            _ => None,
+        }
+    }
+
+    /// `l + r` or `l * r` on floats, with a constant operand on the right, where x86 can take
+    /// it from memory instead of materializing it in a register on every pass; `x * 2.0` is
+    /// `x + x`, exactly (the same rounding, infinities, signed zeros and NaNs).
+    fn float_commutative(&mut self, op: BinOp, l: ir::Value, r: ir::Value) -> ir::Value {
+        let constant_left = self
+            .float_constant(l)
+            .is_some_and(|c| !c.is_nan() && self.float_constant(r).is_none());
+        let (l, r) = if constant_left { (r, l) } else { (l, r) };
+        match op {
+            BinOp::Mul if self.float_constant(r) == Some(2.0) => self.b.ins().fadd(l, l),
+            BinOp::Mul => self.b.ins().fmul(l, r),
+            _ => self.b.ins().fadd(l, r),
+        }
+    }
+
+    /// `v`, or for a float constant the same bits in a form Cranelift hoists out of loops. As
+    /// the left operand of a division or subtraction a constant must be in a register, and
+    /// Cranelift rematerializes `f64const` (two instructions on x86) in every block using it.
+    fn hoistable_float(&mut self, v: ir::Value) -> ir::Value {
+        match self.float_constant(v) {
+            Some(c) => {
+                let bits = self.b.ins().iconst(types::I64, c.to_bits() as i64);
+                self.b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
+            }
+            None => v,
+        }
+    }
+
     fn int_div(&mut self, op: BinOp, l: ir::Value, r: ir::Value, span: Span) -> ir::Value {
         // A constant divisor other than 0 and -1 can neither trap nor overflow: no checks.
         match self.constant(r) {
             Some(d) if d > 1 && (d as u64).is_power_of_two() => {
-                // Rounding toward zero: add `d - 1` to negative dividends before shifting.
                 let k = i64::from(d.trailing_zeros());
+                if self.range(l).is_some_and(|(lo, _)| lo >= 0) {
+                    return match op {
+                        BinOp::Div => self.b.ins().sshr_imm_s(l, k),
+                        _ => self.b.ins().band_imm_s(l, d - 1),
+                    };
+                }
+                // Rounding toward zero: add `d - 1` to negative dividends before shifting.
                 let sign = self.b.ins().sshr_imm_s(l, 63);
                 let bias = self.b.ins().ushr_imm_s(sign, 64 - k);
                 let biased = self.b.ins().iadd(l, bias);
@@ -1008,6 +1370,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             Callee::Builtin(b) => Some(self.builtin(b, &args)),
             Callee::Function(id) => {
                 let callee = self.program.function(id);
+                if inline_candidate(callee) {
+                    return self.inline_call(callee, &args, call.span);
+                }
                 // The callee checks its budget on entry; its error gets this call's location
                 // from `check_trapped` below.
                 let budget = self.b.ins().iadd_imm_s(self.budget, -1);
@@ -1050,6 +1415,62 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 })
             }
         }
+    }
+
+    /// Lowers a call to [`inline_candidate`] `callee` as its body, in this function.
+    fn inline_call(
+        &mut self,
+        callee: &'a Function,
+        args: &[ir::Value],
+        span: Span,
+    ) -> Option<ir::Value> {
+        // The frame the call would have taken must still fit the depth limit: the same error
+        // at the same call as the callee's entry check would give. Its code runs in this frame,
+        // so the native stack needs no check.
+        let too_deep = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, self.budget, 1);
+        let site = self.site(span);
+        self.trap_if(too_deep, trap_code(TrapKind::StackOverflow), site);
+
+        let vars: Vec<Option<Variable>> = callee
+            .locals
+            .iter()
+            .map(|local| match local.ty {
+                VarType::Scalar(t) => Some(self.b.declare_var(clif_type(t))),
+                VarType::Array(_) => unreachable!("inlined functions have no arrays"),
+            })
+            .collect();
+        for (var, &arg) in vars.iter().zip(args) {
+            self.b.def_var(var.expect("parameters are scalars"), arg);
+        }
+        let exit = self.b.create_block();
+        if let Some(ret) = callee.sig.ret {
+            self.b.append_block_param(exit, clif_type(ret));
+        }
+        let caller = std::mem::replace(&mut self.func, callee);
+        let caller_vars = std::mem::replace(&mut self.vars, vars);
+        let caller_arrays =
+            std::mem::replace(&mut self.array_offsets, vec![None; callee.locals.len()]);
+        let caller_exit = std::mem::replace(&mut self.exit, exit);
+        let caller_loops = std::mem::take(&mut self.loops);
+        // Ranges name locals, which are the callee's in its body.
+        let caller_ranges = std::mem::take(&mut self.facts.ranges);
+
+        self.lower_block(&callee.body);
+        let zero = self.zero_result();
+        self.jump_exit(&zero);
+
+        self.func = caller;
+        self.vars = caller_vars;
+        self.array_offsets = caller_arrays;
+        self.exit = caller_exit;
+        self.loops = caller_loops;
+        self.facts.ranges = caller_ranges;
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.b.block_params(exit).first().copied()
     }
 
     fn builtin(&mut self, b: Builtin, args: &[ir::Value]) -> ir::Value {

@@ -21,13 +21,14 @@ use crate::engine::{EngineShared, LoadStats, Loader, front_end};
 use crate::entry::EntryFn;
 use crate::error::{Error, RuntimeError};
 use crate::host::HostFunc;
+use crate::lower::inline_candidate;
 use crate::memory::CodeMemory;
 use crate::runtime::{Output, RuntimeState, VmCtx};
 use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
 use kiln_cache::{Entry, VerifiedArtifact};
 use kiln_lang::program::{Const, HostSignature, Interface, Signature, TrapKind, Type, VarType};
 use kiln_lang::{CheckOptions, SourceFile, Span};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::ptr::NonNull;
@@ -96,6 +97,10 @@ pub(crate) struct SourceOutline {
     pub interface: Interface,
     /// Each function's whole item (`fn` through `}`) in the generation's source.
     pub items: HashMap<String, Span>,
+    /// The functions whose bodies other functions' code may hold
+    /// ([`crate::lower::inline_candidate`]): editing one must recompile its callers, which a
+    /// reload finds only by checking the whole program.
+    pub inlined: HashSet<String>,
 }
 
 /// A previous generation's function, as a reload may relink it.
@@ -154,13 +159,20 @@ impl Generation {
     ) -> Option<&SourceOutline> {
         self.outline
             .get_or_init(|| {
-                let (program, ..) = front_end(&self.file, hosts, options, &|_, _| true);
+                // Bodies too: which functions are inlined depends on them.
+                let (program, ..) = front_end(&self.file, hosts, options, &|_, _| false);
                 let program = program.ok()?;
                 Some(SourceOutline {
                     items: program
                         .functions
                         .iter()
                         .map(|f| (f.name.clone(), f.item))
+                        .collect(),
+                    inlined: program
+                        .functions
+                        .iter()
+                        .filter(|f| inline_candidate(f))
+                        .map(|f| f.name.clone())
                         .collect(),
                     interface: program.interface,
                 })

@@ -537,6 +537,31 @@ fn start() -> float {
     assert_eq!(e.function, "count");
 }
 
+#[test]
+fn interrupt_stops_a_loop_around_loops_that_do_not_poll() {
+    // The inner loop has constant bounds and calls only an inlined function, so it runs its
+    // 1000 iterations without polling; the loop around it polls.
+    let src = "fn step(n: int, i: int) -> int {
+    return (n + i) % 1000;
+}
+
+fn churn() -> int {
+    let n = 0;
+    while n >= 0 {
+        for i in 0..1000 {
+            n = step(n, i);
+        }
+    }
+    return n;
+}
+";
+    let module = load(&engine(), src);
+    let e = interrupt_during(&module, |m| m.call("churn", &[]).map(|_| ()));
+    assert_eq!(e.kind, TrapKind::Interrupted);
+    assert_eq!(e.function, "churn");
+    assert_eq!(e.location, location_of(src, "while"));
+}
+
 /// Exponential-time recursion without a single loop: only polls at function entry stop it.
 const SPLIT: &str = "fn split(n: int) -> int {
     if n == 0 {
@@ -568,7 +593,8 @@ fn interrupt_stops_recursion_a_reload_created() {
     // Before the reload nothing recurses, so `split` and `leaf` poll nowhere; the reload makes
     // `half` call `split` again, and `split` is relinked unchanged. The cycle still polls.
     let engine = engine();
-    let bounded = SPLIT.replace("return split(n - 1);", "return n - 1;");
+    // (`half` calls `leaf`, so it is not inlined into `split`.)
+    let bounded = SPLIT.replace("return split(n - 1);", "return leaf(n - 1);");
     let module = load(&engine, &bounded);
     assert_eq!(
         module.call("split", &[Value::Int(3)]).unwrap(),
@@ -606,6 +632,37 @@ fn call_depth_limit_is_configurable() {
     assert_eq!(e.location, location_of(DOWN, "down(n - 1)"));
     // Usable afterwards, up to the limit again.
     assert_eq!(down.call((49,)).unwrap(), 49);
+}
+
+/// `leaf` is inlined into `down`; its call still counts as a frame of the depth limit.
+const DOWN_TO_LEAF: &str = "fn down(n: int) -> int {
+    if n == 0 {
+        return leaf(0);
+    }
+    return 1 + down(n - 1);
+}
+
+fn leaf(x: int) -> int {
+    return x + 1;
+}
+";
+
+#[test]
+fn an_inlined_call_counts_toward_the_call_depth_limit() {
+    let config = Config {
+        max_call_depth: 50,
+        capture_output: true,
+        ..Config::default()
+    };
+    let module = load(&Engine::new(config).unwrap(), DOWN_TO_LEAF);
+    let down = module.typed::<(i64,), i64>("down").unwrap();
+    // down(48) is 49 frames of `down` and one of `leaf`.
+    assert_eq!(down.call((48,)).unwrap(), 49);
+    let e = runtime_error(down.call((49,)));
+    assert_eq!(e.kind, TrapKind::StackOverflow);
+    assert_eq!(e.function, "down");
+    assert_eq!(e.location, location_of(DOWN_TO_LEAF, "leaf(0)"));
+    assert_eq!(down.call((48,)).unwrap(), 49);
 }
 
 #[test]

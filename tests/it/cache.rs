@@ -517,8 +517,9 @@ fn editing_one_function_compiles_only_that_function() {
     let after = Script::new(path, "edit.kl", &SMALL.replace("OFFSET", "20"));
     assert_ne!(after.stdout, before.stdout);
     let edited = after.run("edit.kl with offset() edited", &cache);
+    // `main` has `offset` inlined, so it compiles again too; `square` and `cube` are hits.
     assert!(
-        !edited.module_hit && edited.compiled == 1 && edited.cache_hits == functions - 1,
+        !edited.module_hit && edited.compiled == 2 && edited.cache_hits == functions - 2,
         "after editing one function: {edited:?}"
     );
     after.heals("edit.kl with offset() edited", &cache);

@@ -62,8 +62,12 @@ fn a_reload_replaces_code_and_keeps_globals() {
             .unwrap();
         assert_eq!(report.generation, 1);
         assert_eq!(module.generation(), 1);
-        assert_eq!((report.compiled(), report.reused()), (1, 2), "{report}");
-        assert!(report.incremental, "only `bonus` was parsed again");
+        // `bonus` is inlined into `tick`, which compiles again too; `pace` is relinked.
+        assert_eq!((report.compiled(), report.reused()), (2, 1), "{report}");
+        assert!(
+            report.incremental,
+            "only `bonus` and `tick` were parsed again"
+        );
         assert_eq!(report.globals.kept, ["score", "speed", "trail"]);
         assert!(report.globals.added.is_empty() && report.globals.reinitialized.is_empty());
 
@@ -111,6 +115,59 @@ fn new_changed_and_removed_globals() {
     assert!(!report.incremental);
 }
 
+/// `k` starts small enough to be inlined into its callers `a` and `b`; `other` never calls it.
+const INLINED: &str = "
+global t: [int; 3];
+
+fn k() -> int {
+    return 1;
+}
+
+fn a() -> int {
+    return k() + 0;
+}
+
+fn b() -> int {
+    return k() * 2;
+}
+
+fn other() -> int {
+    return 5;
+}
+";
+
+#[test]
+fn editing_an_inlined_function_recompiles_its_callers() {
+    let engine = engine(Config::default());
+    let module = load(&engine, INLINED);
+    let (a, b) = (
+        module.typed::<(), i64>("a").unwrap(),
+        module.typed::<(), i64>("b").unwrap(),
+    );
+    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (1, 2));
+
+    let report = module
+        .reload_str(&INLINED.replace("return 1;", "return 2;"))
+        .unwrap();
+    assert_eq!((report.compiled(), report.reused()), (3, 1), "{report}");
+    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (2, 4));
+
+    // Indexing an array makes `k` too big a risk to inline (it can fail); its callers, which
+    // held the old body, compile again and now call it.
+    let report = module
+        .reload_str(&INLINED.replace("return 1;", "return t[2] + 3;"))
+        .unwrap();
+    assert_eq!((report.compiled(), report.reused()), (3, 1), "{report}");
+    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (3, 6));
+
+    // `k` was not inlined anywhere: editing it again compiles it alone.
+    let report = module
+        .reload_str(&INLINED.replace("return 1;", "return t[1] + 4;"))
+        .unwrap();
+    assert_eq!((report.compiled(), report.reused()), (1, 3), "{report}");
+    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (4, 8));
+}
+
 #[test]
 fn a_failed_reload_keeps_the_running_generation() {
     let engine = engine(Config::default());
@@ -129,7 +186,8 @@ fn a_failed_reload_keeps_the_running_generation() {
     let report = module
         .reload_str(&GAME.replace("return 1;", "return 5;"))
         .unwrap();
-    assert_eq!((report.generation, report.compiled()), (1, 1));
+    // `bonus` and `tick`, which has it inlined.
+    assert_eq!((report.generation, report.compiled()), (1, 2));
     assert_eq!(tick.call(()).unwrap(), 7);
 }
 
@@ -176,7 +234,11 @@ fn reload_reads_the_file_again() {
     let module = engine.load_file(&path).unwrap();
     std::fs::write(&path, GAME.replace("return 1;", "return 3;")).unwrap();
     let report = module.reload().unwrap();
-    assert_eq!(report.compiled(), 1);
+    assert_eq!(
+        report.compiled(),
+        2,
+        "`bonus` and `tick`, which has it inlined"
+    );
     assert_eq!(module.call("tick", &[]).unwrap(), Some(kiln::Value::Int(3)));
 
     let from_string = load(&engine, GAME);
@@ -194,7 +256,11 @@ fn a_module_hit_reloads_incrementally() {
         .reload_str(&GAME.replace("return 1;", "return 2;"))
         .unwrap();
     assert!(report.incremental, "{report}");
-    assert_eq!((report.compiled(), report.reused()), (1, 2));
+    assert_eq!(
+        (report.compiled(), report.reused()),
+        (2, 1),
+        "`tick` has `bonus` inlined"
+    );
     assert_eq!(module.call("tick", &[]).unwrap(), Some(kiln::Value::Int(2)));
 }
 

@@ -14,8 +14,10 @@ use std::sync::{Arc, OnceLock};
 /// Calls between script functions: callees defined before and after their callers, several
 /// sites calling one callee. Every function also takes its own address, for the runtime's
 /// error reports (its entry checks the call depth and the stack, so every function can fail).
+/// `leaf` prints, so it is called, not inlined.
 const CALLS: &str = r#"
 fn leaf(x: int) -> int {
+    print(x);
     return x * 3 + 1;
 }
 
