@@ -1022,8 +1022,6 @@ fn compile_program(
         })?;
         slots[i] = Some(f);
     }
-    let recursive = program.recursive();
-    let recursive = &recursive;
     let n = to_lower.len();
     let threads = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
@@ -1041,14 +1039,7 @@ fn compile_program(
             if deadline.is_some_and(|d| started > d) {
                 return Err(OVER_TIME.to_string());
             }
-            let lowered = lower_function(
-                &**isa,
-                program,
-                hosts,
-                FuncId(i as u32),
-                recursive[i],
-                &mut fctx,
-            );
+            let lowered = lower_function(&**isa, program, hosts, FuncId(i as u32), &mut fctx);
             // The key must be taken before compiling, which optimizes the CLIF in place.
             let key = fingerprint.map(|fp| function_key(fp, &lowered));
             let sites = lowered.sites.clone();

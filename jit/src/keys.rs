@@ -68,7 +68,7 @@ use std::hash::{Hash, Hasher};
 /// (`kiln_rt_call_host`, the host record); or the builtin table. Cached code compiled against an
 /// older contract would call the new runtime with the old conventions; bumping this changes
 /// every fingerprint, so such code is never found again.
-pub const KILN_ABI_VERSION: u32 = 2;
+pub const KILN_ABI_VERSION: u32 = 3;
 
 /// The version of what the front end and lowering produce from a given source.
 ///
@@ -519,7 +519,7 @@ mod tests {
             .iter()
             .map(|f| {
                 let id = program.function_named(&f.name).unwrap();
-                let lowered = lower_function(isa, &program, hosts, id, true, &mut fctx);
+                let lowered = lower_function(isa, &program, hosts, id, &mut fctx);
                 (f.name.clone(), lowered)
             })
             .collect()

@@ -5,16 +5,18 @@
 //! string literals), so it can be compiled, cached and linked into any module that provides those
 //! names. Nothing here depends on where functions or globals will live.
 //!
-//! ABI of a script function: `(vmctx, budget, params...) -> ret?`, where `vmctx` points at the
-//! [`VmCtx`](crate::runtime::VmCtx) and `budget` is how many more frames the call depth limit
-//! allows below this one (negative: this frame is one too many). A runtime error
-//! calls `kiln_rt_trap`, which marks the context as trapped, and returns a zero; every caller
-//! checks the mark after each call and returns at once, so an error unwinds through plain
-//! returns and never through Rust frames.
+//! ABI of a script function: `(vmctx, budget, params...) -> (ret?, trapped)`, where `vmctx`
+//! points at the [`VmCtx`](crate::runtime::VmCtx) and `budget` is how many more frames the call
+//! depth limit allows below this one (negative: this frame is one too many). A runtime error
+//! calls `kiln_rt_trap`, which records it and marks the context as trapped, and returns a zero
+//! result with `trapped` (an `i8`, in the second return register) set; every script caller
+//! tests `trapped` after each call and returns at once, so an error unwinds through plain
+//! returns and never through Rust frames. (The mark in the context is for callers that are not
+//! script functions: the entry stubs, and script code after a host call.)
 
 use crate::runtime::{
-    NO_SITE, OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP, OFFSET_INTERRUPT, OFFSET_STACK_LIMIT,
-    OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
+    INTERRUPT_STACK_LIMIT, NO_SITE, OFFSET_ARRAY_STACK_END, OFFSET_ARRAY_STACK_TOP,
+    OFFSET_INTERRUPT, OFFSET_TRAPPED, RuntimeFn, TRAP_LOCATE, trap_code,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -86,19 +88,21 @@ pub fn clif_signature(isa: &dyn TargetIsa, sig: &Signature) -> ir::Signature {
         .extend(sig.params.iter().map(|&t| AbiParam::new(clif_type(t))));
     s.returns
         .extend(sig.ret.iter().map(|&t| AbiParam::new(clif_type(t))));
+    s.returns.push(AbiParam::new(types::I8));
     s
 }
 
 /// Lowers function `id` of `program`. `hosts` are the host functions the program was checked
-/// against, indexed by `HostId`. `recursive` says whether the function can call itself
-/// ([`Program::recursive`]): only then does it poll for interrupts on entry, since otherwise
-/// its time is bounded apart from its loops, which poll at every iteration.
+/// against, indexed by `HostId`.
+///
+/// Interrupts stop a running call at the next function entry, through its stack check (see
+/// [`Interrupt`](crate::runtime::Interrupt)), or at the next loop iteration, where loops poll
+/// the flag: between the two, time is bounded.
 pub fn lower_function(
     isa: &dyn TargetIsa,
     program: &Program,
     hosts: &[HostSignature],
     id: FuncId,
-    recursive: bool,
     fctx: &mut FunctionBuilderContext,
 ) -> LoweredFunction {
     let func = program.function(id);
@@ -107,7 +111,7 @@ pub fn lower_function(
         clif_signature(isa, &func.sig),
     );
     let builder = FunctionBuilder::new(&mut clif, fctx);
-    let mut lowerer = Lowerer::new(isa, program, hosts, func, recursive, builder);
+    let mut lowerer = Lowerer::new(isa, program, hosts, func, builder);
     lowerer.lower_body();
     let Lowerer {
         b, symbols, sites, ..
@@ -361,15 +365,18 @@ struct Lowerer<'a, 'f> {
     vmctx: ir::Value,
     /// Frames the call depth limit still allows below this one.
     budget: ir::Value,
-    /// The address of the interrupt flag, loaded on entry when the function polls it.
-    interrupt_flag: Option<ir::Value>,
+    /// The address of the module's [`Interrupt`](crate::runtime::Interrupt).
+    interrupt: ir::Value,
     stack_limit: ir::Value,
     /// Start of this call's array frame on the array stack, when it has local arrays.
     frame_base: Option<ir::Value>,
     vars: Vec<Option<Variable>>,
     /// Byte offset of each local array in the frame.
     array_offsets: Vec<Option<u64>>,
+    /// Where `return` goes: `function_exit`, or the end of the function being inlined.
     exit: ir::Block,
+    /// The function's return block, taking its result (if any) and the `trapped` flag.
+    function_exit: ir::Block,
     loops: Vec<Loop>,
     symbols: Vec<Symbol>,
     symbol_index: HashMap<Symbol, u32>,
@@ -393,7 +400,6 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         program: &'a Program,
         hosts: &'a [HostSignature],
         func: &'a Function,
-        recursive: bool,
         mut b: FunctionBuilder<'f>,
     ) -> Self {
         let ptr = isa.pointer_type();
@@ -403,14 +409,20 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         b.seal_block(entry);
         let params = b.block_params(entry).to_vec();
         let (vmctx, budget) = (params[0], params[1]);
-        let polls = recursive || has_loop(&func.body);
-        let interrupt_ptr = polls.then(|| b.ins().load(ptr, readonly(), vmctx, OFFSET_INTERRUPT));
-        let stack_limit = b.ins().load(ptr, readonly(), vmctx, OFFSET_STACK_LIMIT);
+        let interrupt = b.ins().load(ptr, readonly(), vmctx, OFFSET_INTERRUPT);
+        // Not read-only: an interrupt request raises it.
+        let stack_limit = b.ins().load(
+            ptr,
+            MemFlagsData::trusted(),
+            interrupt,
+            INTERRUPT_STACK_LIMIT,
+        );
 
         let exit = b.create_block();
         if let Some(ret) = func.sig.ret {
             b.append_block_param(exit, clif_type(ret));
         }
+        b.append_block_param(exit, types::I8);
 
         let mut vars = Vec::with_capacity(func.locals.len());
         let mut array_offsets = Vec::with_capacity(func.locals.len());
@@ -443,12 +455,13 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             ptr,
             vmctx,
             budget,
-            interrupt_flag: interrupt_ptr,
+            interrupt,
             stack_limit,
             frame_base: None,
             vars,
             array_offsets,
             exit,
+            function_exit: exit,
             loops: Vec::new(),
             symbols: Vec::new(),
             symbol_index: HashMap::new(),
@@ -466,9 +479,6 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             this.push_array_frame(frame_bytes);
         }
         this.check_stack();
-        if recursive {
-            this.check_interrupt(func.span);
-        }
         this
     }
 
@@ -595,9 +605,22 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
     }
 
+    /// Jumps to where `return` goes, with the returned value (if any).
     fn jump_exit(&mut self, values: &[ir::Value]) {
+        if self.exit == self.function_exit {
+            let mut values = values.to_vec();
+            values.push(self.b.ins().iconst(types::I8, 0));
+            self.jump_to_function_exit(&values);
+        } else {
+            let args: Vec<ir::BlockArg> = values.iter().map(|&v| v.into()).collect();
+            self.jump(self.exit, &args);
+        }
+    }
+
+    /// Jumps to the return block with the result (if any) and the `trapped` flag.
+    fn jump_to_function_exit(&mut self, values: &[ir::Value]) {
         let args: Vec<ir::BlockArg> = values.iter().map(|&v| v.into()).collect();
-        self.jump(self.exit, &args);
+        self.jump(self.function_exit, &args);
     }
 
     /// Ends the current block with a jump to `target`, unless no edge reaches the block (code
@@ -662,8 +685,9 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         let kind = self.b.ins().ireduce(types::I32, kind);
         let me = self.b.ins().func_addr(self.ptr, self.self_ref);
         self.call_runtime(RuntimeFn::Trap, &[self.vmctx, me, site, kind]);
-        let zero = self.zero_result();
-        self.jump_exit(&zero);
+        let mut values = self.zero_result();
+        values.push(self.b.ins().iconst(types::I8, 1));
+        self.jump_to_function_exit(&values);
     }
 
     fn trap_at(&mut self, cond: ir::Value, kind: TrapKind, span: Span) {
@@ -671,26 +695,24 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         self.trap_if(cond, trap_code(kind), site);
     }
 
-    /// One load and one branch: cheap enough for every loop iteration and function entry.
+    /// One load and one branch, on a loop's back-edge.
     ///
     /// The load is atomic because another thread sets the flag: Cranelift's redundant-load
-    /// elimination would otherwise reuse the entry check's value in a loop without stores
+    /// elimination would otherwise reuse an earlier iteration's value in a loop without stores
     /// (`while true {}`), and the loop would never see the interrupt.
     fn check_interrupt(&mut self, span: Span) {
-        let address = self
-            .interrupt_flag
-            .expect("a function that polls loads the flag's address on entry");
         let flag = self
             .b
             .ins()
-            .atomic_load(types::I8, MemFlagsData::trusted(), address);
+            .atomic_load(types::I8, MemFlagsData::trusted(), self.interrupt);
         self.trap_at(flag, TrapKind::Interrupted, span);
     }
 
-    /// On entry: is this frame past the call-depth limit or the native stack limit? Checked
-    /// here once rather than at every call site; the error has no location, so the caller's
-    /// after-call check gives it the call's (LANGUAGE.md: "the call that went past the limit").
-    /// Two compare-and-branch pairs: cheaper than combining the conditions first.
+    /// On entry: is this frame past the call-depth limit or the native stack limit (which an
+    /// interrupt request raises past every stack)? Checked here once rather than at every call
+    /// site; the error has no location, so the caller's after-call check gives it the call's
+    /// (LANGUAGE.md: "the call that went past the limit"). Two compare-and-branch pairs:
+    /// cheaper than combining the conditions first.
     fn check_stack(&mut self) {
         let overflow = trap_code(TrapKind::StackOverflow);
         let too_deep = self
@@ -706,15 +728,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         self.trap_if(no_stack, overflow, NO_SITE);
     }
 
-    /// After a call: if the callee (or a host function) raised an error, give it this call's
-    /// location if it has none yet, and return.
-    fn check_trapped(&mut self, span: Span) {
-        let trapped = self.b.ins().load(
-            types::I8,
-            MemFlagsData::trusted(),
-            self.vmctx,
-            OFFSET_TRAPPED,
-        );
+    /// After a call: if the callee raised an error (`trapped`, the callee's flag or the
+    /// context's mark after a host call), give it this call's location if it has none yet,
+    /// and return.
+    fn check_trapped(&mut self, trapped: ir::Value, span: Span) {
         let site = self.site(span);
         self.trap_if(trapped, TRAP_LOCATE, site);
     }
@@ -1381,9 +1398,10 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let mut full = vec![self.vmctx, budget];
                 full.extend(args);
                 let inst = self.b.ins().call(f, &full);
-                let result = self.b.inst_results(inst).first().copied();
-                self.check_trapped(call.span);
-                result
+                let results = self.b.inst_results(inst).to_vec();
+                let (&trapped, result) = results.split_last().expect("the trapped flag");
+                self.check_trapped(trapped, call.span);
+                result.first().copied()
             }
             Callee::Host(id) => {
                 let host = &self.hosts[id.0 as usize];
@@ -1407,7 +1425,13 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let bits = self
                     .call_runtime(RuntimeFn::CallHost, &[self.vmctx, record, args_ptr])
                     .expect("host call returns bits");
-                self.check_trapped(call.span);
+                let trapped = self.b.ins().load(
+                    types::I8,
+                    MemFlagsData::trusted(),
+                    self.vmctx,
+                    OFFSET_TRAPPED,
+                );
+                self.check_trapped(trapped, call.span);
                 ret.map(|t| match t {
                     Type::Int => bits,
                     Type::Float => self.b.ins().bitcast(types::F64, MemFlagsData::new(), bits),

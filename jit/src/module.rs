@@ -23,7 +23,7 @@ use crate::error::{Error, RuntimeError};
 use crate::host::HostFunc;
 use crate::lower::inline_candidate;
 use crate::memory::CodeMemory;
-use crate::runtime::{Output, RuntimeState, VmCtx};
+use crate::runtime::{Interrupt, Output, RuntimeState, VmCtx};
 use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
 use kiln_cache::{Entry, VerifiedArtifact};
 use kiln_lang::program::{Const, HostSignature, Interface, Signature, TrapKind, Type, VarType};
@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -224,7 +224,7 @@ pub(crate) struct Instance {
 unsafe impl Send for Instance {}
 
 impl Instance {
-    pub(crate) fn new(capture_output: bool, interrupt: &Arc<AtomicU8>) -> Instance {
+    pub(crate) fn new(capture_output: bool, interrupt: &Arc<Interrupt>) -> Instance {
         let output = if capture_output {
             Output::Capture(Vec::new())
         } else {
@@ -259,7 +259,7 @@ pub(crate) struct ModuleShared {
     /// Serializes reloads; holds the number of the last generation made.
     pub reloading: Mutex<u64>,
     pub instance: Mutex<Instance>,
-    pub interrupt: Arc<AtomicU8>,
+    pub interrupt: Arc<Interrupt>,
     pub live: Arc<AtomicUsize>,
 }
 
@@ -276,14 +276,14 @@ pub struct Module {
 /// Stops running calls of a module from any thread.
 #[derive(Clone)]
 pub struct InterruptHandle {
-    flag: Arc<AtomicU8>,
+    interrupt: Arc<Interrupt>,
 }
 
 impl InterruptHandle {
     /// Asks the running call to stop with `interrupted` at its next loop iteration or function
     /// entry. If no call is running, the next call stops at its start.
     pub fn interrupt(&self) {
-        self.flag.store(1, Ordering::Relaxed);
+        self.interrupt.request();
     }
 }
 
@@ -361,7 +361,7 @@ impl Module {
         generation: Generation,
         live: Arc<AtomicUsize>,
     ) -> Module {
-        let interrupt = Arc::new(AtomicU8::new(0));
+        let interrupt = Arc::new(Interrupt::new());
         let instance = Instance::new(engine.config.capture_output, &interrupt);
         Module {
             inner: Arc::new(ModuleShared {
@@ -463,7 +463,7 @@ impl Module {
 
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle {
-            flag: self.inner.interrupt.clone(),
+            interrupt: self.inner.interrupt.clone(),
         }
     }
 
@@ -542,7 +542,9 @@ impl Module {
         let ctx = &mut *state.vmctx;
         ctx.trapped = 0;
         ctx.max_depth = i64::from(config.max_call_depth);
-        ctx.stack_limit = native_stack_limit(config.max_native_stack);
+        self.inner
+            .interrupt
+            .start_call(native_stack_limit(config.max_native_stack));
         let base = state.array_stack.as_mut_ptr() as usize;
         ctx.array_stack_top = base;
         ctx.array_stack_end = base + state.array_stack.len() * 8;

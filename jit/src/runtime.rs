@@ -8,7 +8,7 @@ use crate::host::HostFunc;
 use kiln_lang::program::TrapKind;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// The context passed as the first argument of every script function.
 ///
@@ -18,10 +18,8 @@ pub struct VmCtx {
     /// Nonzero once a runtime error is pending; checked after every call.
     pub trapped: u8,
     _pad: [u8; 7],
-    /// Points at the module's interrupt flag, which another thread may set at any time.
-    pub interrupt: *const AtomicU8,
-    /// The lowest native stack address a call may start at.
-    pub stack_limit: usize,
+    /// Points at the module's [`Interrupt`], which another thread may change at any time.
+    pub interrupt: *const Interrupt,
     /// The largest script call depth allowed (the first call from the host is depth 1).
     pub max_depth: i64,
     /// Bump pointer and end of the array stack, where local arrays live.
@@ -33,27 +31,82 @@ pub struct VmCtx {
 
 pub const OFFSET_TRAPPED: i32 = 0;
 pub const OFFSET_INTERRUPT: i32 = 8;
-pub const OFFSET_STACK_LIMIT: i32 = 16;
-pub const OFFSET_MAX_DEPTH: i32 = 24;
-pub const OFFSET_ARRAY_STACK_TOP: i32 = 32;
-pub const OFFSET_ARRAY_STACK_END: i32 = 40;
+pub const OFFSET_MAX_DEPTH: i32 = 16;
+pub const OFFSET_ARRAY_STACK_TOP: i32 = 24;
+pub const OFFSET_ARRAY_STACK_END: i32 = 32;
+
+/// A module's interrupt request and the native stack limit of its running call: the two things
+/// JIT code reads that another thread may change.
+///
+/// Every function entry compares the stack pointer with `stack_limit`, so an interrupt also
+/// raises the limit to the top of the address space: the next entry of any function fails its
+/// stack check, and the runtime reports it as the interrupt (see [`kiln_rt_trap`]). Recursion
+/// is stopped that way at no cost beyond the stack check; loops poll `flag`.
+#[repr(C)]
+pub struct Interrupt {
+    /// Nonzero while an interrupt is requested and not yet answered.
+    pub flag: AtomicU8,
+    _pad: [u8; 7],
+    /// The lowest native stack address a function may start at, or `usize::MAX` while an
+    /// interrupt is requested.
+    pub stack_limit: AtomicUsize,
+}
+
+pub const INTERRUPT_FLAG: i32 = 0;
+pub const INTERRUPT_STACK_LIMIT: i32 = 8;
+
+const _: () = {
+    assert!(std::mem::offset_of!(Interrupt, flag) == INTERRUPT_FLAG as usize);
+    assert!(std::mem::offset_of!(Interrupt, stack_limit) == INTERRUPT_STACK_LIMIT as usize);
+};
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt {
+            flag: AtomicU8::new(0),
+            _pad: [0; 7],
+            stack_limit: AtomicUsize::new(0),
+        }
+    }
+
+    /// Asks the running call (or the next one) to stop.
+    pub fn request(&self) {
+        self.flag.store(1, Ordering::SeqCst);
+        self.stack_limit.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Sets the stack limit for a call about to start, keeping a pending request's.
+    ///
+    /// Against a concurrent [`request`](Self::request): if this reads the flag before the
+    /// request sets it, the request's store of the limit comes after this one's.
+    pub fn start_call(&self, stack_limit: usize) {
+        self.stack_limit.store(stack_limit, Ordering::SeqCst);
+        if self.flag.load(Ordering::SeqCst) != 0 {
+            self.stack_limit.store(usize::MAX, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt::new()
+    }
+}
 
 const _: () = {
     assert!(std::mem::offset_of!(VmCtx, trapped) == OFFSET_TRAPPED as usize);
     assert!(std::mem::offset_of!(VmCtx, interrupt) == OFFSET_INTERRUPT as usize);
-    assert!(std::mem::offset_of!(VmCtx, stack_limit) == OFFSET_STACK_LIMIT as usize);
     assert!(std::mem::offset_of!(VmCtx, max_depth) == OFFSET_MAX_DEPTH as usize);
     assert!(std::mem::offset_of!(VmCtx, array_stack_top) == OFFSET_ARRAY_STACK_TOP as usize);
     assert!(std::mem::offset_of!(VmCtx, array_stack_end) == OFFSET_ARRAY_STACK_END as usize);
 };
 
 impl VmCtx {
-    pub fn new(interrupt: *const AtomicU8, state: *mut RuntimeState) -> VmCtx {
+    pub fn new(interrupt: *const Interrupt, state: *mut RuntimeState) -> VmCtx {
         VmCtx {
             trapped: 0,
             _pad: [0; 7],
             interrupt,
-            stack_limit: 0,
             max_depth: 0,
             array_stack_top: 0,
             array_stack_end: 0,
@@ -141,7 +194,16 @@ pub unsafe extern "C" fn kiln_rt_trap(vmctx: *mut VmCtx, func: *const u8, site: 
     let state = unsafe { &mut *ctx.state };
     ctx.trapped = 1;
     let location = (site != NO_SITE).then_some((func as usize, site));
-    match (&mut state.pending, trap_kind(kind)) {
+    // SAFETY: the module keeps its `Interrupt` alive while its code can run.
+    let interrupt = unsafe { &*ctx.interrupt };
+    let kind = match trap_kind(kind) {
+        // The stack check of a function entry fails for an interrupt request too.
+        Some(TrapKind::StackOverflow) if interrupt.flag.load(Ordering::SeqCst) != 0 => {
+            Some(TrapKind::Interrupted)
+        }
+        kind => kind,
+    };
+    match (&mut state.pending, kind) {
         (Some(p), _) => {
             if p.location.is_none() {
                 p.location = location;
@@ -149,9 +211,9 @@ pub unsafe extern "C" fn kiln_rt_trap(vmctx: *mut VmCtx, func: *const u8, site: 
         }
         (None, Some(kind)) => {
             if kind == TrapKind::Interrupted {
-                // The request is answered; the next call runs normally.
-                // SAFETY: the flag outlives every call of its module.
-                unsafe { &*ctx.interrupt }.store(0, std::sync::atomic::Ordering::Relaxed);
+                // The request is answered; the next call runs normally (and sets its own
+                // stack limit).
+                interrupt.flag.store(0, Ordering::SeqCst);
             }
             state.pending = Some(PendingTrap {
                 kind,

@@ -493,6 +493,22 @@ fn ok() -> int {
 }
 
 #[test]
+fn an_interrupt_between_calls_stops_the_next_call_at_its_start() {
+    let src = "global n: int = 0;\n\nfn bump() -> int {\n    n += 1;\n    return n;\n}\n";
+    let module = load(&engine(), src);
+    module.interrupt_handle().interrupt();
+    let e = runtime_error(module.call("bump", &[]));
+    assert_eq!(e.kind, TrapKind::Interrupted);
+    assert_eq!(e.function, "bump");
+    assert_eq!(
+        module.global::<i64>("n").unwrap(),
+        0,
+        "stopped before its body"
+    );
+    assert_eq!(module.call("bump", &[]).unwrap(), Some(Value::Int(1)));
+}
+
+#[test]
 fn interrupt_stops_an_empty_loop() {
     let engine = engine();
     let module = load(&engine, "fn main() {\n    while true {}\n}\n");
