@@ -306,6 +306,90 @@ fn call_only_inlined(program: &Program, call: &Call) -> bool {
             .all(|a| expr_calls_only_inlined(program, a))
 }
 
+/// The first thing a run of some code does that the program or the host could observe.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Effect {
+    /// Nothing: no store, output, call or check.
+    None,
+    /// A call that is inlined, at this span: its frame check.
+    InlinedCall(Span),
+    /// Anything else (including what this analysis does not look into).
+    Other,
+}
+
+impl Effect {
+    /// `self`, then `next`.
+    fn then(self, next: impl FnOnce() -> Effect) -> Effect {
+        match self {
+            Effect::None => next(),
+            first => first,
+        }
+    }
+}
+
+/// The first effect of running `block` from its start.
+fn block_effect(program: &Program, block: &[Stmt]) -> Effect {
+    block
+        .iter()
+        .fold(Effect::None, |e, s| e.then(|| stmt_effect(program, s)))
+}
+
+fn stmt_effect(program: &Program, stmt: &Stmt) -> Effect {
+    let e = |x: &Expr| expr_effect(program, x);
+    match stmt {
+        Stmt::Let { init, .. } => e(init),
+        Stmt::Assign {
+            place, op, value, ..
+        } => match place {
+            Place::Local(_) if division_is_safe(*op, value) => e(value),
+            Place::Local(_) => e(value).then(|| Effect::Other),
+            // The store, or the bounds check before it.
+            Place::Global(_) => e(value).then(|| Effect::Other),
+            Place::Index { index, .. } => e(index).then(|| e(value)).then(|| Effect::Other),
+        },
+        Stmt::Call(call) => call_effect(program, call),
+        Stmt::Block(block) => block_effect(program, block),
+        _ => Effect::Other,
+    }
+}
+
+fn expr_effect(program: &Program, e: &Expr) -> Effect {
+    let x = |e: &Expr| expr_effect(program, e);
+    match &e.kind {
+        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => Effect::None,
+        ExprKind::Index { index, .. } => x(index).then(|| Effect::Other),
+        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => x(operand),
+        ExprKind::Binary { op, lhs, rhs, .. } => {
+            let division = if lhs.ty == Type::Int && !division_is_safe(Some(*op), rhs) {
+                Effect::Other
+            } else {
+                Effect::None
+            };
+            x(lhs).then(|| x(rhs)).then(|| division)
+        }
+        // The right operand may not run at all.
+        ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => x(lhs).then(|| match x(rhs) {
+            Effect::None => Effect::None,
+            _ => Effect::Other,
+        }),
+        ExprKind::Call(call) => call_effect(program, call),
+    }
+}
+
+fn call_effect(program: &Program, call: &Call) -> Effect {
+    let args = call
+        .args
+        .iter()
+        .fold(Effect::None, |e, a| e.then(|| expr_effect(program, a)));
+    args.then(|| match call.callee {
+        Callee::Builtin(_) => Effect::None,
+        Callee::Function(id) if inline_candidate(program.function(id)) => {
+            Effect::InlinedCall(call.span)
+        }
+        Callee::Function(_) | Callee::Host(_) => Effect::Other,
+    })
+}
+
 /// What the lowering knows about integer values where it is lowering, so that a check that
 /// cannot fail is left out. `below` and `ranges` hold where they were learned and in what that
 /// dominates; the lowering drops them when it leaves a branch or a loop body.
@@ -318,6 +402,17 @@ struct Facts {
     /// The value is in `lo..=hi` wherever it is defined: values read from a variable in
     /// `ranges`.
     values: HashMap<ir::Value, (i64, i64)>,
+    /// The depth limit has room for one more frame: an inlined call's check passed. The budget
+    /// does not change during a call, so every later inlined call passes too.
+    frame_room: bool,
+}
+
+/// Where [`Facts`] were, to go back to when leaving a branch or a loop body.
+#[derive(Clone, Copy)]
+struct FactsMark {
+    below: usize,
+    ranges: usize,
+    frame_room: bool,
 }
 
 /// How many of the latest checked values a bounds check looks through: keeps the lowering
@@ -325,13 +420,18 @@ struct Facts {
 const RECENT_CHECKS: usize = 32;
 
 impl Facts {
-    fn mark(&self) -> (usize, usize) {
-        (self.below.len(), self.ranges.len())
+    fn mark(&self) -> FactsMark {
+        FactsMark {
+            below: self.below.len(),
+            ranges: self.ranges.len(),
+            frame_room: self.frame_room,
+        }
     }
 
-    fn reset(&mut self, (below, ranges): (usize, usize)) {
-        self.below.truncate(below);
-        self.ranges.truncate(ranges);
+    fn reset(&mut self, mark: FactsMark) {
+        self.below.truncate(mark.below);
+        self.ranges.truncate(mark.ranges);
+        self.frame_room = mark.frame_room;
     }
 
     /// Whether `index` was checked against `len` or a shorter length.
@@ -833,9 +933,8 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let latch = self.b.create_block();
                 let exit = self.b.create_block();
                 let c = self.lower_expr(cond);
-                self.b.ins().brif(c, body_b, &[], exit, &[]);
                 let mark = self.facts.mark();
-                self.b.switch_to_block(body_b);
+                self.enter_loop(c, body, body_b, exit);
                 self.lower_loop_body(body, latch, exit);
                 self.b.switch_to_block(latch);
                 self.b.seal_block(latch);
@@ -868,9 +967,8 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 let latch = self.b.create_block();
                 let exit = self.b.create_block();
                 let enter = self.b.ins().icmp(IntCC::SignedLessThan, s, e);
-                self.b.ins().brif(enter, body_b, &[], exit, &[]);
                 let mark = self.facts.mark();
-                self.b.switch_to_block(body_b);
+                self.enter_loop(enter, body, body_b, exit);
                 if let Some((lo, hi)) = bounds {
                     self.facts.ranges.push((*var, lo, hi));
                 }
@@ -915,6 +1013,19 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 self.start_unreachable();
             }
         }
+    }
+
+    /// Branches to the first iteration of a rotated loop if `enter`, else to `exit`, and
+    /// continues in `body_b`, the loop header. The first iteration passes through a block of
+    /// its own, where checks hoisted out of the loop go.
+    fn enter_loop(&mut self, enter: ir::Value, body: &Block, body_b: ir::Block, exit: ir::Block) {
+        let first = self.b.create_block();
+        self.b.ins().brif(enter, first, &[], exit, &[]);
+        self.b.switch_to_block(first);
+        self.b.seal_block(first);
+        self.hoist_frame_check(body);
+        self.b.ins().jump(body_b, &[]);
+        self.b.switch_to_block(body_b);
     }
 
     /// Lowers a loop body into the current block, ending in a jump to `latch` (where
@@ -1202,6 +1313,19 @@ impl<'a, 'f> Lowerer<'a, 'f> {
                 }
             },
             Type::Float => match op {
+                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div
+                    if let Some((a, b)) = self.float_constant(l).zip(self.float_constant(r)) =>
+                {
+                    // Folded here, not by Cranelift, so that the result is a constant the
+                    // rules below see (Rust's arithmetic is the same IEEE-754 arithmetic).
+                    let folded = match op {
+                        BinOp::Add => a + b,
+                        BinOp::Sub => a - b,
+                        BinOp::Mul => a * b,
+                        _ => a / b,
+                    };
+                    self.b.ins().f64const(folded)
+                }
                 BinOp::Add | BinOp::Mul => self.float_commutative(op, l, r),
                 BinOp::Sub => {
                     let l = self.hoistable_float(l);
@@ -1441,6 +1565,30 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
     }
 
+    /// For an inlined call at `span`: the frame the call would have taken must still fit the
+    /// depth limit, the same error at the same call as the callee's entry check would give.
+    /// (Its code runs in this frame, so the native stack needs no check.)
+    fn check_frame_room(&mut self, span: Span) {
+        if self.facts.frame_room {
+            return;
+        }
+        let too_deep = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, self.budget, 1);
+        let site = self.site(span);
+        self.trap_if(too_deep, trap_code(TrapKind::StackOverflow), site);
+        self.facts.frame_room = true;
+    }
+
+    /// Before the first iteration of a loop whose body starts with an inlined call (nothing
+    /// observable happens before it): its frame check, once for the whole loop.
+    fn hoist_frame_check(&mut self, body: &Block) {
+        if let Effect::InlinedCall(span) = block_effect(self.program, body) {
+            self.check_frame_room(span);
+        }
+    }
+
     /// Lowers a call to [`inline_candidate`] `callee` as its body, in this function.
     fn inline_call(
         &mut self,
@@ -1448,15 +1596,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         args: &[ir::Value],
         span: Span,
     ) -> Option<ir::Value> {
-        // The frame the call would have taken must still fit the depth limit: the same error
-        // at the same call as the callee's entry check would give. Its code runs in this frame,
-        // so the native stack needs no check.
-        let too_deep = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, self.budget, 1);
-        let site = self.site(span);
-        self.trap_if(too_deep, trap_code(TrapKind::StackOverflow), site);
+        self.check_frame_room(span);
 
         let vars: Vec<Option<Variable>> = callee
             .locals

@@ -681,6 +681,52 @@ fn an_inlined_call_counts_toward_the_call_depth_limit() {
     assert_eq!(down.call((48,)).unwrap(), 49);
 }
 
+/// At the depth limit, `leaf`'s frame check fails where its call is: in the first loop after
+/// the `print` that comes before it, in the second before anything (the check is hoisted out
+/// of that loop, and nothing observable happens before it).
+const LOOP_TO_LEAF: &str = "fn down(n: int, printing: bool) -> int {
+    if n > 0 {
+        return down(n - 1, printing);
+    }
+    let s = 0;
+    if printing {
+        for i in 0..3 {
+            print(i);
+            s += leaf(i);
+        }
+    }
+    for i in 0..3 {
+        s += leaf(i) * 2;
+    }
+    return s;
+}
+
+fn leaf(x: int) -> int {
+    return x + 1;
+}
+";
+
+#[test]
+fn an_inlined_call_in_a_loop_fails_its_frame_check_in_order() {
+    let config = Config {
+        max_call_depth: 50,
+        capture_output: true,
+        ..Config::default()
+    };
+    let module = load(&Engine::new(config).unwrap(), LOOP_TO_LEAF);
+    let down = module.typed::<(i64, bool), i64>("down").unwrap();
+    assert_eq!(down.call((48, true)).unwrap(), 6 + 12);
+    assert_eq!(module.take_output(), "0\n1\n2\n");
+    let e = runtime_error(down.call((49, true)));
+    assert_eq!(e.kind, TrapKind::StackOverflow);
+    assert_eq!(e.location, location_of(LOOP_TO_LEAF, "leaf(i);"));
+    assert_eq!(module.take_output(), "0\n", "the print before the call ran");
+    let e = runtime_error(down.call((49, false)));
+    assert_eq!(e.kind, TrapKind::StackOverflow);
+    assert_eq!(e.location, location_of(LOOP_TO_LEAF, "leaf(i) * 2"));
+    assert_eq!(module.take_output(), "");
+}
+
 #[test]
 fn default_call_depth_is_ten_thousand() {
     let module = load(&engine(), DOWN);
