@@ -68,7 +68,7 @@ use std::hash::{Hash, Hasher};
 /// (`kiln_rt_call_host`, the host record); or the builtin table. Cached code compiled against an
 /// older contract would call the new runtime with the old conventions; bumping this changes
 /// every fingerprint, so such code is never found again.
-pub const KILN_ABI_VERSION: u32 = 3;
+pub const KILN_ABI_VERSION: u32 = 4;
 
 /// The version of what the front end and lowering produce from a given source.
 ///

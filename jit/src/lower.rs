@@ -645,7 +645,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             RuntimeFn::CallHost => (vec![ptr, ptr, ptr], vec![types::I64]),
             RuntimeFn::PrintInt => (vec![ptr, types::I64], vec![]),
             RuntimeFn::PrintFloat => (vec![ptr, types::F64], vec![]),
-            RuntimeFn::PrintBool => (vec![ptr, types::I8], vec![]),
+            RuntimeFn::PrintBool => (vec![ptr, types::I64], vec![]),
             RuntimeFn::PrintStr => (vec![ptr, ptr, types::I64], vec![]),
             RuntimeFn::Zero => (vec![ptr, types::I64], vec![]),
             RuntimeFn::Copy => (vec![ptr, ptr, types::I64], vec![]),
@@ -1104,10 +1104,13 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         match arg {
             PrintArg::Value(e) => {
                 let v = self.lower_expr(e);
-                let f = match e.ty {
-                    Type::Int => RuntimeFn::PrintInt,
-                    Type::Float => RuntimeFn::PrintFloat,
-                    Type::Bool => RuntimeFn::PrintBool,
+                let (f, v) = match e.ty {
+                    Type::Int => (RuntimeFn::PrintInt, v),
+                    Type::Float => (RuntimeFn::PrintFloat, v),
+                    // Widened here: Rust may assume a `u8` argument arrives zero-extended,
+                    // which Cranelift does not do for an `i8` (a release build then printed
+                    // `true` for a false whose register held other bits above the low byte).
+                    Type::Bool => (RuntimeFn::PrintBool, self.b.ins().uextend(types::I64, v)),
                 };
                 self.call_runtime(f, &[self.vmctx, v]);
             }

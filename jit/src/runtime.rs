@@ -291,7 +291,7 @@ pub unsafe extern "C" fn kiln_rt_print_float(vmctx: *mut VmCtx, v: f64) {
 
 /// # Safety
 /// `vmctx` must be the live context of the running call.
-pub unsafe extern "C" fn kiln_rt_print_bool(vmctx: *mut VmCtx, v: u8) {
+pub unsafe extern "C" fn kiln_rt_print_bool(vmctx: *mut VmCtx, v: u64) {
     with_output(vmctx, |w| writeln!(w, "{}", v != 0));
 }
 
