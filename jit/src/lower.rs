@@ -1358,12 +1358,17 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         }
     }
 
+    /// The instruction that computes `v` in the IR built so far (none for a block parameter).
+    fn definition(&self, v: ir::Value) -> Option<ir::InstructionData> {
+        match self.b.func.dfg.value_def(v) {
+            ir::ValueDef::Result(inst, _) => Some(self.b.func.dfg.insts[inst]),
+            _ => None,
+        }
+    }
+
     /// The value of `v` if it is an integer constant in the IR built so far.
     fn constant(&self, v: ir::Value) -> Option<i64> {
-        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
-            return None;
-        };
-        match self.b.func.dfg.insts[inst] {
+        match self.definition(v)? {
             ir::InstructionData::UnaryImm {
                 opcode: ir::Opcode::Iconst,
                 imm,
@@ -1387,11 +1392,8 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             return Some((c, c));
         }
         let depth = depth.checked_sub(1)?;
-        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
-            return None;
-        };
         let operand = |x: ir::Value| self.range_within(x, depth);
-        let (lo, hi): (i128, i128) = match self.b.func.dfg.insts[inst] {
+        let (lo, hi): (i128, i128) = match self.definition(v)? {
             ir::InstructionData::Binary { opcode, args } => {
                 let (a, b) = (operand(args[0])?, operand(args[1])?);
                 let (a, b) = (
@@ -1418,10 +1420,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
 
     /// The value of `v` if it is a float constant in the IR built so far.
     fn float_constant(&self, v: ir::Value) -> Option<f64> {
-        let ir::ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
-            return None;
-        };
-        match self.b.func.dfg.insts[inst] {
+        match self.definition(v)? {
             ir::InstructionData::UnaryIeee64 {
                 opcode: ir::Opcode::F64const,
                 imm,

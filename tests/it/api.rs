@@ -15,6 +15,16 @@ fn engine() -> Engine {
     Engine::new(config).expect("the default configuration works")
 }
 
+/// An engine like [`engine`] whose call depth limit is `max_call_depth`.
+fn engine_with_call_depth(max_call_depth: u32) -> Engine {
+    Engine::new(Config {
+        max_call_depth,
+        capture_output: true,
+        ..Config::default()
+    })
+    .expect("the configuration works")
+}
+
 fn load(engine: &Engine, source: &str) -> Module {
     engine
         .load_str("game.kl", source)
@@ -632,13 +642,7 @@ const DOWN: &str = "fn down(n: int) -> int {
 
 #[test]
 fn call_depth_limit_is_configurable() {
-    let config = Config {
-        max_call_depth: 50,
-        capture_output: true,
-        ..Config::default()
-    };
-    let engine = Engine::new(config).unwrap();
-    let module = load(&engine, DOWN);
+    let module = load(&engine_with_call_depth(50), DOWN);
     let down = module.typed::<(i64,), i64>("down").unwrap();
     // The call from the host is depth 1: down(49) reaches depth 50.
     assert_eq!(down.call((49,)).unwrap(), 49);
@@ -665,12 +669,7 @@ fn leaf(x: int) -> int {
 
 #[test]
 fn an_inlined_call_counts_toward_the_call_depth_limit() {
-    let config = Config {
-        max_call_depth: 50,
-        capture_output: true,
-        ..Config::default()
-    };
-    let module = load(&Engine::new(config).unwrap(), DOWN_TO_LEAF);
+    let module = load(&engine_with_call_depth(50), DOWN_TO_LEAF);
     let down = module.typed::<(i64,), i64>("down").unwrap();
     // down(48) is 49 frames of `down` and one of `leaf`.
     assert_eq!(down.call((48,)).unwrap(), 49);
@@ -708,12 +707,7 @@ fn leaf(x: int) -> int {
 
 #[test]
 fn an_inlined_call_in_a_loop_fails_its_frame_check_in_order() {
-    let config = Config {
-        max_call_depth: 50,
-        capture_output: true,
-        ..Config::default()
-    };
-    let module = load(&Engine::new(config).unwrap(), LOOP_TO_LEAF);
+    let module = load(&engine_with_call_depth(50), LOOP_TO_LEAF);
     let down = module.typed::<(i64, bool), i64>("down").unwrap();
     assert_eq!(down.call((48, true)).unwrap(), 6 + 12);
     assert_eq!(module.take_output(), "0\n1\n2\n");

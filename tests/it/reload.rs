@@ -146,26 +146,27 @@ fn editing_an_inlined_function_recompiles_its_callers() {
     );
     assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (1, 2));
 
-    let report = module
-        .reload_str(&INLINED.replace("return 1;", "return 2;"))
-        .unwrap();
-    assert_eq!((report.compiled(), report.reused()), (3, 1), "{report}");
-    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (2, 4));
-
-    // Indexing an array makes `k` too big a risk to inline (it can fail); its callers, which
-    // held the old body, compile again and now call it.
-    let report = module
-        .reload_str(&INLINED.replace("return 1;", "return t[2] + 3;"))
-        .unwrap();
-    assert_eq!((report.compiled(), report.reused()), (3, 1), "{report}");
-    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (3, 6));
-
-    // `k` was not inlined anywhere: editing it again compiles it alone.
-    let report = module
-        .reload_str(&INLINED.replace("return 1;", "return t[1] + 4;"))
-        .unwrap();
-    assert_eq!((report.compiled(), report.reused()), (1, 3), "{report}");
-    assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), (4, 8));
+    // `k`'s new body, the functions compiled and reused, and what `a` and `b` return then.
+    let steps = [
+        // Still inlined: `k`, and both callers, which held its old body, compile.
+        ("return 2;", (3, 1), (2, 4)),
+        // An array index can fail, so `k` is inlined no longer: its callers compile again and
+        // now call it.
+        ("return t[2] + 3;", (3, 1), (3, 6)),
+        // `k` was inlined nowhere: editing it again compiles it alone.
+        ("return t[1] + 4;", (1, 3), (4, 8)),
+    ];
+    for (body, counts, values) in steps {
+        let report = module
+            .reload_str(&INLINED.replace("return 1;", body))
+            .unwrap();
+        assert_eq!(
+            (report.compiled(), report.reused()),
+            counts,
+            "{body}: {report}"
+        );
+        assert_eq!((a.call(()).unwrap(), b.call(()).unwrap()), values, "{body}");
+    }
 }
 
 #[test]
