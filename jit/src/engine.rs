@@ -14,7 +14,7 @@ use crate::error::{CompileError, Error};
 use crate::host::{HostFunc, IntoHostFunc};
 use crate::keys::{Fingerprint, function_key, module_key};
 use crate::link::{LinkInput, link};
-use crate::lower::{Symbol, array_bytes, inline_candidate, lower_function};
+use crate::lower::{Symbol, array_bytes, inlined_in_callers, lower_function};
 use crate::module::{
     FunctionInfo, Generation, GlobalChanges, GlobalSlot, GlobalStorage, Module, Origin,
     ReusableCode, SourceOutline, write_scalar,
@@ -700,7 +700,7 @@ impl Loader<'_> {
                     if f.reused {
                         was_inlined(f)
                     } else {
-                        inline_candidate(f)
+                        inlined_in_callers(f)
                     }
                 })
                 .map(|f| f.name.clone())

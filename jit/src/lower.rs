@@ -160,6 +160,39 @@ pub(crate) fn inline_candidate(f: &Function) -> bool {
         && block_cost(&f.body).is_some_and(|cost| cost <= INLINE_LIMIT)
 }
 
+/// The largest guard (condition and returned value, in expression nodes) that is tested at the
+/// calls of its function.
+const GUARD_LIMIT: usize = 12;
+
+/// The guard `f` starts with, when calls to `f` test it themselves: `if COND { return VALUE; }`
+/// with a small `COND` and `VALUE` that call nothing but builtins and cannot fail (a recursive
+/// function's base case, typically). Where it holds the call costs no call; where it does not,
+/// `f` is called (and tests it again). Like [`inline_candidate`], this depends on `f`'s text
+/// alone; a function that is inlined whole has no guard.
+pub(crate) fn guard_of(f: &Function) -> Option<&Stmt> {
+    if f.reused || inline_candidate(f) {
+        return None;
+    }
+    let guard @ Stmt::If {
+        cond,
+        then_block,
+        else_block,
+    } = f.body.first()?
+    else {
+        return None;
+    };
+    let [Stmt::Return(value)] = then_block.as_slice() else {
+        return None;
+    };
+    let cost = expr_cost(cond)? + value.as_ref().map_or(Some(0), expr_cost)?;
+    (else_block.is_empty() && cost <= GUARD_LIMIT).then_some(guard)
+}
+
+/// Whether callers of `f` hold some of its code: it is inlined, or its guard is.
+pub(crate) fn inlined_in_callers(f: &Function) -> bool {
+    inline_candidate(f) || guard_of(f).is_some()
+}
+
 /// The size of a block that could be inlined, or `None` when it cannot be.
 fn block_cost(block: &[Stmt]) -> Option<usize> {
     block.iter().try_fold(0, |sum, s| Some(sum + stmt_cost(s)?))
@@ -383,7 +416,8 @@ fn call_effect(program: &Program, call: &Call) -> Effect {
         .fold(Effect::None, |e, a| e.then(|| expr_effect(program, a)));
     args.then(|| match call.callee {
         Callee::Builtin(_) => Effect::None,
-        Callee::Function(id) if inline_candidate(program.function(id)) => {
+        // Inlined, or only its guard: either way the frame check comes first.
+        Callee::Function(id) if inlined_in_callers(program.function(id)) => {
             Effect::InlinedCall(call.span)
         }
         Callee::Function(_) | Callee::Host(_) => Effect::Other,
@@ -453,6 +487,17 @@ impl Facts {
 struct Loop {
     continue_to: ir::Block,
     break_to: ir::Block,
+}
+
+/// The lowering's state for the function being lowered, set aside while it lowers a callee's
+/// code in its place ([`Lowerer::enter_callee`]).
+struct CallerContext<'a> {
+    func: &'a Function,
+    vars: Vec<Option<Variable>>,
+    array_offsets: Vec<Option<u64>>,
+    exit: ir::Block,
+    loops: Vec<Loop>,
+    ranges: Vec<(LocalId, i64, i64)>,
 }
 
 struct Lowerer<'a, 'f> {
@@ -1514,20 +1559,12 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             Callee::Function(id) => {
                 let callee = self.program.function(id);
                 if inline_candidate(callee) {
-                    return self.inline_call(callee, &args, call.span);
+                    self.inline_call(callee, &args, call.span)
+                } else if let Some(guard) = guard_of(callee) {
+                    self.guarded_call(callee, guard, &args, call.span)
+                } else {
+                    self.call_function(callee, &args, call.span)
                 }
-                // The callee checks its budget on entry; its error gets this call's location
-                // from `check_trapped` below.
-                let budget = self.b.ins().iadd_imm_s(self.budget, -1);
-                let sig = clif_signature(self.isa, &callee.sig);
-                let f = self.import_function(Symbol::Function(callee.name.clone()), sig, true);
-                let mut full = vec![self.vmctx, budget];
-                full.extend(args);
-                let inst = self.b.ins().call(f, &full);
-                let results = self.b.inst_results(inst).to_vec();
-                let (&trapped, result) = results.split_last().expect("the trapped flag");
-                self.check_trapped(trapped, call.span);
-                result.first().copied()
             }
             Callee::Host(id) => {
                 let host = &self.hosts[id.0 as usize];
@@ -1599,44 +1636,113 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         span: Span,
     ) -> Option<ir::Value> {
         self.check_frame_room(span);
+        let exit = self.result_block(callee);
+        let caller = self.enter_callee(callee, callee.locals.len(), args, exit);
+        self.lower_block(&callee.body);
+        let zero = self.zero_result();
+        self.jump_exit(&zero);
+        self.leave_callee(caller);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.b.block_params(exit).first().copied()
+    }
 
+    /// Lowers a call to `callee`, which starts with `guard` ([`guard_of`]): the guard is
+    /// tested here, and only when it does not hold is `callee` called.
+    fn guarded_call(
+        &mut self,
+        callee: &'a Function,
+        guard: &'a Stmt,
+        args: &[ir::Value],
+        span: Span,
+    ) -> Option<ir::Value> {
+        // Either way the call takes a frame: the same check, at the same call, as inlining.
+        self.check_frame_room(span);
+        let exit = self.result_block(callee);
+        let caller = self.enter_callee(callee, callee.sig.params.len(), args, exit);
+        // `if COND { return VALUE; }`: its `return` goes to `exit`.
+        self.lower_stmt(guard);
+        self.leave_callee(caller);
+        let result = self.call_function(callee, args, span);
+        let result: Vec<ir::BlockArg> = result.into_iter().map(Into::into).collect();
+        self.jump(exit, &result);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.b.block_params(exit).first().copied()
+    }
+
+    /// The block where `callee`'s code, lowered in this function, delivers its result.
+    fn result_block(&mut self, callee: &Function) -> ir::Block {
+        let exit = self.b.create_block();
+        if let Some(ret) = callee.sig.ret {
+            self.b.append_block_param(exit, clif_type(ret));
+        }
+        exit
+    }
+
+    /// Switches the lowering to `callee`'s code, in this function: its first `locals` locals
+    /// get variables (its parameters, set to `args`, come first), and `return` goes to `exit`.
+    fn enter_callee(
+        &mut self,
+        callee: &'a Function,
+        locals: usize,
+        args: &[ir::Value],
+        exit: ir::Block,
+    ) -> CallerContext<'a> {
         let vars: Vec<Option<Variable>> = callee
             .locals
             .iter()
-            .map(|local| match local.ty {
-                VarType::Scalar(t) => Some(self.b.declare_var(clif_type(t))),
-                VarType::Array(_) => unreachable!("inlined functions have no arrays"),
+            .enumerate()
+            .map(|(i, local)| match local.ty {
+                VarType::Scalar(t) if i < locals => Some(self.b.declare_var(clif_type(t))),
+                _ => None,
             })
             .collect();
         for (var, &arg) in vars.iter().zip(args) {
             self.b.def_var(var.expect("parameters are scalars"), arg);
         }
-        let exit = self.b.create_block();
-        if let Some(ret) = callee.sig.ret {
-            self.b.append_block_param(exit, clif_type(ret));
+        CallerContext {
+            func: std::mem::replace(&mut self.func, callee),
+            vars: std::mem::replace(&mut self.vars, vars),
+            array_offsets: std::mem::replace(
+                &mut self.array_offsets,
+                vec![None; callee.locals.len()],
+            ),
+            exit: std::mem::replace(&mut self.exit, exit),
+            loops: std::mem::take(&mut self.loops),
+            // Ranges name locals, which are the callee's in its code.
+            ranges: std::mem::take(&mut self.facts.ranges),
         }
-        let caller = std::mem::replace(&mut self.func, callee);
-        let caller_vars = std::mem::replace(&mut self.vars, vars);
-        let caller_arrays =
-            std::mem::replace(&mut self.array_offsets, vec![None; callee.locals.len()]);
-        let caller_exit = std::mem::replace(&mut self.exit, exit);
-        let caller_loops = std::mem::take(&mut self.loops);
-        // Ranges name locals, which are the callee's in its body.
-        let caller_ranges = std::mem::take(&mut self.facts.ranges);
+    }
 
-        self.lower_block(&callee.body);
-        let zero = self.zero_result();
-        self.jump_exit(&zero);
+    fn leave_callee(&mut self, caller: CallerContext<'a>) {
+        self.func = caller.func;
+        self.vars = caller.vars;
+        self.array_offsets = caller.array_offsets;
+        self.exit = caller.exit;
+        self.loops = caller.loops;
+        self.facts.ranges = caller.ranges;
+    }
 
-        self.func = caller;
-        self.vars = caller_vars;
-        self.array_offsets = caller_arrays;
-        self.exit = caller_exit;
-        self.loops = caller_loops;
-        self.facts.ranges = caller_ranges;
-        self.b.switch_to_block(exit);
-        self.b.seal_block(exit);
-        self.b.block_params(exit).first().copied()
+    /// A call of script function `callee`, at `span`.
+    fn call_function(
+        &mut self,
+        callee: &Function,
+        args: &[ir::Value],
+        span: Span,
+    ) -> Option<ir::Value> {
+        // The callee checks its budget on entry; its error gets this call's location from
+        // `check_trapped` below.
+        let budget = self.b.ins().iadd_imm_s(self.budget, -1);
+        let sig = clif_signature(self.isa, &callee.sig);
+        let f = self.import_function(Symbol::Function(callee.name.clone()), sig, true);
+        let mut full = vec![self.vmctx, budget];
+        full.extend(args);
+        let inst = self.b.ins().call(f, &full);
+        let results = self.b.inst_results(inst).to_vec();
+        let (&trapped, result) = results.split_last().expect("the trapped flag");
+        self.check_trapped(trapped, span);
+        result.first().copied()
     }
 
     fn builtin(&mut self, b: Builtin, args: &[ir::Value]) -> ir::Value {

@@ -21,7 +21,7 @@ use crate::engine::{EngineShared, LoadStats, Loader, front_end};
 use crate::entry::EntryFn;
 use crate::error::{Error, RuntimeError};
 use crate::host::HostFunc;
-use crate::lower::inline_candidate;
+use crate::lower::inlined_in_callers;
 use crate::memory::CodeMemory;
 use crate::runtime::{Interrupt, Output, RuntimeState, VmCtx};
 use crate::value::{ScriptParams, ScriptResult, ScriptType, Value};
@@ -98,7 +98,7 @@ pub(crate) struct SourceOutline {
     /// Each function's whole item (`fn` through `}`) in the generation's source.
     pub items: HashMap<String, Span>,
     /// The functions whose bodies other functions' code may hold
-    /// ([`crate::lower::inline_candidate`]): editing one must recompile its callers, which a
+    /// ([`crate::lower::inlined_in_callers`]): editing one must recompile its callers, which a
     /// reload finds only by checking the whole program.
     pub inlined: HashSet<String>,
 }
@@ -171,7 +171,7 @@ impl Generation {
                     inlined: program
                         .functions
                         .iter()
-                        .filter(|f| inline_candidate(f))
+                        .filter(|f| inlined_in_callers(f))
                         .map(|f| f.name.clone())
                         .collect(),
                     interface: program.interface,

@@ -169,6 +169,44 @@ fn editing_an_inlined_function_recompiles_its_callers() {
     }
 }
 
+/// `count` starts with a guard, which `twice` (and `count` itself) test at their calls.
+const GUARDED: &str = "
+fn count(n: int) -> int {
+    if n < 1 {
+        return 0;
+    }
+    return 1 + count(n - 1);
+}
+
+fn twice(n: int) -> int {
+    return count(n) * 2;
+}
+
+fn other() -> int {
+    return 5;
+}
+";
+
+#[test]
+fn editing_a_guard_recompiles_the_callers_that_test_it() {
+    let engine = engine(Config::default());
+    let module = load(&engine, GUARDED);
+    let twice = module.typed::<(i64,), i64>("twice").unwrap();
+    assert_eq!(
+        (twice.call((0,)).unwrap(), twice.call((3,)).unwrap()),
+        (0, 6)
+    );
+    let report = module
+        .reload_str(&GUARDED.replace("return 0;", "return 100;"))
+        .unwrap();
+    assert_eq!((report.compiled(), report.reused()), (2, 1), "{report}");
+    // twice(0) is answered by the guard in `twice` itself: it must be the new one.
+    assert_eq!(
+        (twice.call((0,)).unwrap(), twice.call((3,)).unwrap()),
+        (200, 206)
+    );
+}
+
 #[test]
 fn a_failed_reload_keeps_the_running_generation() {
     let engine = engine(Config::default());
