@@ -97,9 +97,9 @@ pub(crate) struct SourceOutline {
     pub interface: Interface,
     /// Each function's whole item (`fn` through `}`) in the generation's source.
     pub items: HashMap<String, Span>,
-    /// The functions whose bodies other functions' code may hold
+    /// The functions whose code (body or guard) other functions' code may hold
     /// ([`crate::lower::inlined_in_callers`]): editing one must recompile its callers, which a
-    /// reload finds only by checking the whole program.
+    /// reload finds by parsing again every function whose text names it.
     pub inlined: HashSet<String>,
 }
 
