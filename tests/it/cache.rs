@@ -26,7 +26,10 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Generous for a debug build on a loaded two-core machine; a run that takes longer is hung.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// How long a `kiln` process may take (see [`support::patient`]).
+fn time_limit() -> Duration {
+    support::patient(Duration::from_secs(60))
+}
 
 /// The first bytes of every module artifact (`kiln_cache::artifact::MAGIC`).
 const MAGIC: &[u8; 8] = b"KILNART\0";
@@ -93,13 +96,13 @@ impl Script {
 
     /// Runs the script with `cache` and checks the run.
     fn run(&self, what: &str, cache: &Path) -> Stats {
-        let run = kiln(self.args(cache, &[]), self.dir(), TIME_LIMIT);
+        let run = kiln(self.args(cache, &[]), self.dir(), time_limit());
         check(what, self, &run, Verbose::No)
     }
 
     /// Runs the script with `cache` and `--verbose`, checks the run and returns its stderr too.
     fn run_verbose(&self, what: &str, cache: &Path) -> (Stats, String) {
-        let run = kiln(self.args(cache, &["--verbose"]), self.dir(), TIME_LIMIT);
+        let run = kiln(self.args(cache, &["--verbose"]), self.dir(), time_limit());
         (check(what, self, &run, Verbose::Yes), run.stderr_text())
     }
 
@@ -896,7 +899,7 @@ fn a_cache_directory_that_cannot_exist_is_not_an_error() {
             let mut args: Vec<OsString> = vec!["cache".into()];
             args.extend(action.iter().map(OsString::from));
             args.extend(["--cache-dir".into(), dir.clone().into()]);
-            let run = kiln(&args, sandbox.path(), TIME_LIMIT);
+            let run = kiln(&args, sandbox.path(), time_limit());
             assert!(
                 !run.timed_out && run.signal.is_none() && run.code.is_some(),
                 "kiln {args:?}: {}",
@@ -1010,7 +1013,7 @@ fn a_full_disk_is_not_an_error() {
         .args(support::launcher(support::KILN))
         .args(script.args(&cache, &["--verbose"]))
         .current_dir(script.dir());
-    let limited = run_with_limit(command, TIME_LIMIT);
+    let limited = run_with_limit(command, time_limit());
     let what = "full.kl with a 64-block file size limit";
     assert_cold(what, check(what, &script, &limited, Verbose::Yes));
     assert_eq!(
@@ -1059,7 +1062,7 @@ fn eight_processes_share_one_cache_directory() {
                     let (barrier, cache) = (&barrier, &cache);
                     scope.spawn(move || {
                         barrier.wait();
-                        kiln(script.args(cache, &[]), script.dir(), TIME_LIMIT)
+                        kiln(script.args(cache, &[]), script.dir(), time_limit())
                     })
                 })
                 .collect();
@@ -1144,11 +1147,15 @@ fn a_writer_killed_mid_write_leaves_nothing_that_breaks_a_run() {
                 .current_dir(script.dir());
             let started = Instant::now();
             let mut fired = false;
-            let killed =
-                support::run_until(command, TIME_LIMIT, Duration::from_micros(100), &mut || {
+            let killed = support::run_until(
+                command,
+                time_limit(),
+                Duration::from_micros(100),
+                &mut || {
                     fired = kill_at.now(&cache, started);
                     fired
-                });
+                },
+            );
             let elapsed = started.elapsed();
             if killed.signal == Some(SIGKILL) {
                 mid_write_kills += usize::from(watched && fired);
@@ -1177,7 +1184,7 @@ fn a_writer_killed_mid_write_leaves_nothing_that_breaks_a_run() {
                     "--cache-dir".into(),
                     cache.clone().into(),
                 ];
-                let run = kiln(&args, sandbox.path(), TIME_LIMIT);
+                let run = kiln(&args, sandbox.path(), time_limit());
                 assert_eq!(
                     run.code,
                     Some(0),
@@ -1238,7 +1245,7 @@ fn kiln_env(sandbox: &Sandbox, args: &[OsString], vars: &[(&str, Option<&Path>)]
             None => command.env_remove(name),
         };
     }
-    run_with_limit(command, TIME_LIMIT)
+    run_with_limit(command, time_limit())
 }
 
 /// `kiln run --stats SCRIPT` (no `--cache-dir`) under [`kiln_env`].
@@ -1358,7 +1365,7 @@ fn the_cache_commands_count_collect_and_clear() {
         let mut args: Vec<OsString> = vec!["cache".into()];
         args.extend(action.iter().map(OsString::from));
         args.extend(["--cache-dir".into(), cache.clone().into()]);
-        let run = kiln(&args, sandbox.path(), TIME_LIMIT);
+        let run = kiln(&args, sandbox.path(), time_limit());
         assert_eq!(
             run.code,
             Some(0),
@@ -1444,7 +1451,7 @@ impl Script {
         let mut args: Vec<OsString> = vec!["build".into(), "--cache-dir".into(), cache.into()];
         args.extend(target.iter().map(OsString::from));
         args.push(self.path.clone().into());
-        let run = kiln(args, self.dir(), TIME_LIMIT);
+        let run = kiln(args, self.dir(), time_limit());
         assert_eq!(
             run.code,
             Some(0),
@@ -1457,7 +1464,7 @@ impl Script {
 
 /// What `kiln target` prints, as arguments for `kiln build`.
 fn this_machine_as_target() -> Vec<String> {
-    let run = kiln(["target"], Path::new("."), TIME_LIMIT);
+    let run = kiln(["target"], Path::new("."), time_limit());
     assert_eq!(run.code, Some(0), "kiln target: {}", run.describe());
     let line = run.stdout_text();
     assert!(
@@ -1561,7 +1568,7 @@ fn kiln_build_refuses_unknown_targets_and_features_clearly() {
             vec!["build".into(), "--cache-dir".into(), cache.clone().into()];
         all.extend(args.iter().map(OsString::from));
         all.push(script.path.clone().into());
-        let run = kiln(all, script.dir(), TIME_LIMIT);
+        let run = kiln(all, script.dir(), time_limit());
         assert_eq!(run.code, Some(1), "kiln build {args:?}: {}", run.describe());
         let stderr = run.stderr_text();
         assert!(stderr.contains(says), "kiln build {args:?} said {stderr:?}");
@@ -1641,7 +1648,7 @@ fn entries_and_directories_others_can_write_are_refused() {
     script.warm_up(&cache);
 
     chmod(&cache, 0o777);
-    let run = kiln(script.args(&cache, &[]), script.dir(), TIME_LIMIT);
+    let run = kiln(script.args(&cache, &[]), script.dir(), time_limit());
     let stats = check(
         "a cache directory others can write",
         &script,
@@ -1688,7 +1695,7 @@ fn a_key_file_others_can_read_turns_the_cache_off() {
     let script = Script::realistic(sandbox.path(), "exposed.kl", 10, 24);
     script.prime(&cache);
     chmod(&cache.join(KEY_FILE), 0o644);
-    let run = kiln(script.args(&cache, &[]), script.dir(), TIME_LIMIT);
+    let run = kiln(script.args(&cache, &[]), script.dir(), time_limit());
     let stats = check("an exposed key", &script, &run, Verbose::No);
     assert!(!stats.module_hit);
     let stderr = run.stderr_text();
@@ -1709,7 +1716,7 @@ fn a_read_only_cache_is_used_only_with_its_key() {
         let run = kiln(
             [OsString::from("cache"), "new-key".into(), file.into()],
             sandbox.path(),
-            TIME_LIMIT,
+            time_limit(),
         );
         assert_eq!(run.code, Some(0), "{}", run.describe());
     }
@@ -1724,7 +1731,7 @@ fn a_read_only_cache_is_used_only_with_its_key() {
     };
     let run_with = |extra: &[String], what: &str| {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let run = kiln(script.args(&prepared, &extra), script.dir(), TIME_LIMIT);
+        let run = kiln(script.args(&prepared, &extra), script.dir(), time_limit());
         (check(what, &script, &run, Verbose::No), run.stderr_text())
     };
     let (stats, _) = run_with(&read_only(&key), "read-only with the key it was built with");

@@ -1,10 +1,13 @@
 //! The `kiln` command's behaviour around files it cannot read and arguments it cannot use;
 //! everything about running scripts is in the `.kl` corpus (`programs.rs`).
 
-use crate::support::kiln;
+use crate::support::{self, kiln};
 use std::time::Duration;
 
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// How long a `kiln` process may take (see [`support::patient`]).
+fn time_limit() -> Duration {
+    support::patient(Duration::from_secs(60))
+}
 
 #[test]
 fn missing_file_is_one_line_and_status_1() {
@@ -12,7 +15,7 @@ fn missing_file_is_one_line_and_status_1() {
     for sub in [&["run"][..], &["check"], &["check", "--lib"]] {
         let mut args: Vec<&str> = sub.to_vec();
         args.push("nowhere/missing.kl");
-        let run = kiln(&args, dir.path(), TIME_LIMIT);
+        let run = kiln(&args, dir.path(), time_limit());
         assert_eq!(run.code, Some(1), "kiln {args:?}: {}", run.describe());
         assert!(
             run.stdout.is_empty(),
@@ -32,7 +35,7 @@ fn missing_file_is_one_line_and_status_1() {
 fn a_directory_is_not_a_script() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("folder.kl")).unwrap();
-    let run = kiln(["run", "folder.kl"], dir.path(), TIME_LIMIT);
+    let run = kiln(["run", "folder.kl"], dir.path(), time_limit());
     assert_eq!(run.code, Some(1), "{}", run.describe());
     let stderr = run.stderr_text();
     assert!(
@@ -54,7 +57,7 @@ fn absolute_paths_are_named_as_given() {
     let run = kiln(
         [std::ffi::OsStr::new("run"), path.as_os_str()],
         dir.path(),
-        TIME_LIMIT,
+        time_limit(),
     );
     assert_eq!(run.code, Some(2), "{}", run.describe());
     assert_eq!(
@@ -76,7 +79,7 @@ fn usage_errors_fail_without_running_anything() {
     .unwrap();
     // A missing FILE and an unknown subcommand: what exactly is printed is clap's business.
     for args in [&["run"][..], &["frobnicate", "hello.kl"]] {
-        let run = kiln(args, dir.path(), TIME_LIMIT);
+        let run = kiln(args, dir.path(), time_limit());
         let code = run
             .code
             .unwrap_or_else(|| panic!("kiln {args:?}: {}", run.describe()));
@@ -94,7 +97,7 @@ fn usage_errors_fail_without_running_anything() {
 #[test]
 fn the_readme_example_runs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = kiln(["run", "examples/hello.kl"], root, TIME_LIMIT);
+    let run = kiln(["run", "examples/hello.kl"], root, time_limit());
     assert_eq!(
         run.code,
         Some(0),
@@ -123,7 +126,7 @@ fn the_readme_example_runs() {
 fn a_generated_thousand_function_program_runs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = "benches/programs/generated_1000.kl";
-    let run = kiln(["run", path], root, TIME_LIMIT);
+    let run = kiln(["run", path], root, time_limit());
     assert_eq!(
         run.code,
         Some(0),

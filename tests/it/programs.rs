@@ -30,7 +30,10 @@ use std::{env, fs, thread};
 const MIN_CASES: usize = 150;
 
 /// Generous for a debug build on a loaded two-core machine; a case that takes longer is hung.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// How long a `kiln` process may take (see [`support::patient`]).
+fn time_limit() -> Duration {
+    support::patient(Duration::from_secs(60))
+}
 
 /// How many lines of a diff to show for one stream before cutting it short.
 const MAX_DIFF_LINES: usize = 60;
@@ -196,7 +199,7 @@ fn run_pass(root: &Path, case: &Case, bless: bool, cache: &Path, pass: &str) -> 
     let source = fs::read(case.stem.with_extension("kl")).expect("reading the case");
     let mut args = command_words(&source);
     args.push(case.name.clone());
-    let run = support::kiln_with_cache(&args, root, TIME_LIMIT, cache);
+    let run = support::kiln_with_cache(&args, root, time_limit(), cache);
     let Some(status) = run.code else {
         // A crash or a hang is never the expected behaviour, and never blessed.
         return Some(format!(

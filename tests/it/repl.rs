@@ -2,7 +2,7 @@
 //! prints on each stream is compared. Standard input is a pipe, so the session reads plainly
 //! (no prompt, no history), which is also what these tests check stays clean.
 
-use crate::support::{KILN, private_cache};
+use crate::support::{self, KILN, private_cache};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
@@ -10,7 +10,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// How long a `kiln` process may take (see [`support::patient`]).
+fn time_limit() -> Duration {
+    support::patient(Duration::from_secs(60))
+}
 
 /// A running `kiln repl` with piped standard streams, in a scratch directory that is also its
 /// home (so nothing of the user's is read or written).
@@ -93,7 +96,7 @@ impl Repl {
 
     /// The next line the session prints on standard output.
     fn next_line(&mut self) -> String {
-        match self.stdout.recv_timeout(TIME_LIMIT) {
+        match self.stdout.recv_timeout(time_limit()) {
             Ok(line) => line,
             Err(e) => {
                 let _ = self.child.kill();
@@ -105,20 +108,23 @@ impl Repl {
     /// Closes standard input (Ctrl-D) and waits for the session to end.
     fn finish(mut self) -> Ended {
         drop(self.stdin.take());
-        let deadline = Instant::now() + TIME_LIMIT;
+        let deadline = Instant::now() + time_limit();
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting on kiln repl") {
                 break status;
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("kiln repl did not end within {TIME_LIMIT:?} of its input ending");
+                panic!(
+                    "kiln repl did not end within {:?} of its input ending",
+                    time_limit()
+                );
             }
             thread::sleep(Duration::from_millis(5));
         };
         let mut stdout = String::new();
         loop {
-            match self.stdout.recv_timeout(TIME_LIMIT) {
+            match self.stdout.recv_timeout(time_limit()) {
                 Ok(line) => {
                     stdout.push_str(&line);
                     stdout.push('\n');

@@ -17,6 +17,15 @@ pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 /// empty, the binaries run directly.
 pub const RUNNER_VAR: &str = "KILN_TEST_RUNNER";
 
+/// `limit` for a wait on `kiln`, stretched under a runner: qemu-user runs every process 10 to 20
+/// times slower, and the suite's own processes compete for the same cores, so a run that takes a
+/// second natively can take a minute there. A hang still fails: the emulated suite has a limit of
+/// its own (scripts/test-aarch64.sh).
+pub fn patient(limit: Duration) -> Duration {
+    let emulated = std::env::var(RUNNER_VAR).is_ok_and(|r| !r.trim().is_empty());
+    if emulated { limit * 5 } else { limit }
+}
+
 /// The words that start `program` (`kiln`, or another binary this crate built) on this machine:
 /// the runner from [`RUNNER_VAR`], if any, then `program`. For a wrapper that takes the command
 /// as arguments (`sh -c '... exec "$0" "$@"'`); otherwise use [`command`].
