@@ -155,9 +155,10 @@ const INLINE_LIMIT: usize = 40;
 /// which is what lets a reload know which edits must recompile the callers
 /// ([`crate::module::SourceOutline::inlined`]).
 pub(crate) fn inline_candidate(f: &Function) -> bool {
+    let mut left = INLINE_LIMIT;
     !f.reused
         && f.locals.iter().all(|l| matches!(l.ty, VarType::Scalar(_)))
-        && block_cost(&f.body).is_some_and(|cost| cost <= INLINE_LIMIT)
+        && block_fits(&f.body, &mut left).is_some()
 }
 
 /// The largest guard (condition and returned value, in expression nodes) that is tested at the
@@ -184,8 +185,12 @@ pub(crate) fn guard_of(f: &Function) -> Option<&Stmt> {
     let [Stmt::Return(value)] = then_block.as_slice() else {
         return None;
     };
-    let cost = expr_cost(cond)? + value.as_ref().map_or(Some(0), expr_cost)?;
-    (else_block.is_empty() && cost <= GUARD_LIMIT).then_some(guard)
+    let mut left = GUARD_LIMIT;
+    expr_fits(cond, &mut left)?;
+    if let Some(value) = value {
+        expr_fits(value, &mut left)?;
+    }
+    else_block.is_empty().then_some(guard)
 }
 
 /// Whether callers of `f` hold some of its code: it is inlined, or its guard is.
@@ -193,33 +198,43 @@ pub(crate) fn inlined_in_callers(f: &Function) -> bool {
     inline_candidate(f) || guard_of(f).is_some()
 }
 
-/// The size of a block that could be inlined, or `None` when it cannot be.
-fn block_cost(block: &[Stmt]) -> Option<usize> {
-    block.iter().try_fold(0, |sum, s| Some(sum + stmt_cost(s)?))
+/// Takes one node from `left`, the size still allowed; `None` once it is used up. The walks
+/// below stop there, so deciding about a large function costs no more than about a small one
+/// (the decision is taken at every call site).
+fn take(left: &mut usize) -> Option<()> {
+    *left = left.checked_sub(1)?;
+    Some(())
 }
 
-fn stmt_cost(stmt: &Stmt) -> Option<usize> {
-    let inner = match stmt {
-        Stmt::Let { init, .. } => expr_cost(init)?,
+/// `Some` when `block` could be inlined within `left` statements and expression nodes.
+fn block_fits(block: &[Stmt], left: &mut usize) -> Option<()> {
+    block.iter().try_for_each(|s| stmt_fits(s, left))
+}
+
+fn stmt_fits(stmt: &Stmt, left: &mut usize) -> Option<()> {
+    take(left)?;
+    match stmt {
+        Stmt::Let { init, .. } => expr_fits(init, left),
         Stmt::Assign {
             place, op, value, ..
         } => {
             if matches!(place, Place::Index { .. }) || !division_is_safe(*op, value) {
                 return None;
             }
-            expr_cost(value)?
+            expr_fits(value, left)
         }
-        Stmt::Call(call) => call_cost(call)?,
+        Stmt::Call(call) => call_fits(call, left),
         Stmt::If {
             cond,
             then_block,
             else_block,
-        } => expr_cost(cond)? + block_cost(then_block)? + block_cost(else_block)?,
-        Stmt::Block(b) => block_cost(b)?,
-        Stmt::Return(value) => match value {
-            Some(e) => expr_cost(e)?,
-            None => 0,
-        },
+        } => {
+            expr_fits(cond, left)?;
+            block_fits(then_block, left)?;
+            block_fits(else_block, left)
+        }
+        Stmt::Block(b) => block_fits(b, left),
+        Stmt::Return(value) => value.as_ref().map_or(Some(()), |e| expr_fits(e, left)),
         Stmt::LetZeroedArray { .. }
         | Stmt::LetCopyArray { .. }
         | Stmt::CopyArray { .. }
@@ -227,34 +242,34 @@ fn stmt_cost(stmt: &Stmt) -> Option<usize> {
         | Stmt::While { .. }
         | Stmt::For { .. }
         | Stmt::Break
-        | Stmt::Continue => return None,
-    };
-    Some(inner + 1)
+        | Stmt::Continue => None,
+    }
 }
 
-fn expr_cost(e: &Expr) -> Option<usize> {
-    let inner = match &e.kind {
-        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => 0,
-        ExprKind::Index { .. } => return None,
-        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => expr_cost(operand)?,
+fn expr_fits(e: &Expr, left: &mut usize) -> Option<()> {
+    take(left)?;
+    match &e.kind {
+        ExprKind::Const(_) | ExprKind::Local(_) | ExprKind::Global(_) => Some(()),
+        ExprKind::Index { .. } => None,
+        ExprKind::Unary { operand, .. } | ExprKind::Cast(operand) => expr_fits(operand, left),
         ExprKind::Binary { op, lhs, rhs, .. } => {
             if lhs.ty == Type::Int && !division_is_safe(Some(*op), rhs) {
                 return None;
             }
-            expr_cost(lhs)? + expr_cost(rhs)?
+            expr_fits(lhs, left)?;
+            expr_fits(rhs, left)
         }
-        ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => expr_cost(lhs)? + expr_cost(rhs)?,
-        ExprKind::Call(call) => call_cost(call)?,
-    };
-    Some(inner + 1)
+        ExprKind::And(lhs, rhs) | ExprKind::Or(lhs, rhs) => {
+            expr_fits(lhs, left)?;
+            expr_fits(rhs, left)
+        }
+        ExprKind::Call(call) => call_fits(call, left),
+    }
 }
 
-fn call_cost(call: &Call) -> Option<usize> {
+fn call_fits(call: &Call, left: &mut usize) -> Option<()> {
     match call.callee {
-        Callee::Builtin(_) => call
-            .args
-            .iter()
-            .try_fold(0, |sum, a| Some(sum + expr_cost(a)?)),
+        Callee::Builtin(_) => call.args.iter().try_for_each(|a| expr_fits(a, left)),
         Callee::Function(_) | Callee::Host(_) => None,
     }
 }
@@ -1642,9 +1657,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         let zero = self.zero_result();
         self.jump_exit(&zero);
         self.leave_callee(caller);
-        self.b.switch_to_block(exit);
-        self.b.seal_block(exit);
-        self.b.block_params(exit).first().copied()
+        self.result_of(exit)
     }
 
     /// Lowers a call to `callee`, which starts with `guard` ([`guard_of`]): the guard is
@@ -1666,9 +1679,7 @@ impl<'a, 'f> Lowerer<'a, 'f> {
         let result = self.call_function(callee, args, span);
         let result: Vec<ir::BlockArg> = result.into_iter().map(Into::into).collect();
         self.jump(exit, &result);
-        self.b.switch_to_block(exit);
-        self.b.seal_block(exit);
-        self.b.block_params(exit).first().copied()
+        self.result_of(exit)
     }
 
     /// The block where `callee`'s code, lowered in this function, delivers its result.
@@ -1678,6 +1689,13 @@ impl<'a, 'f> Lowerer<'a, 'f> {
             self.b.append_block_param(exit, clif_type(ret));
         }
         exit
+    }
+
+    /// Continues after a [`result_block`](Self::result_block), with the result it received.
+    fn result_of(&mut self, exit: ir::Block) -> Option<ir::Value> {
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.b.block_params(exit).first().copied()
     }
 
     /// Switches the lowering to `callee`'s code, in this function: its first `locals` locals

@@ -161,7 +161,9 @@ pub struct Global {
 #[derive(Debug)]
 pub struct Function {
     pub name: String,
-    /// The span of the function's name in its `fn` item.
+    /// The span of the function's name in its `fn` item; the location of an error raised on
+    /// entry to a function the host called (a stack overflow or an interrupt), which has no
+    /// call site.
     pub span: Span,
     /// The whole item, from `fn` through the `}` closing its body.
     pub item: Span,
